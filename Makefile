@@ -1,0 +1,29 @@
+# The course's commands. Each creates the virtual environment (.venv) on first use.
+#   make lab     open JupyterLab on notebooks/
+#   make test    lint + unit tests + every notebook executed in smoke mode (what CI runs)
+#   make course  execute every notebook at this machine's settings; report in build/course/report.md
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test course clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: $(STAMP)
+	$(PY) -m ruff check dlcourse tests tools bench
+	DLCOURSE_SMOKE=1 $(PY) -m pytest
+
+course: $(STAMP)
+	$(PY) tools/run_course.py --out build/course
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

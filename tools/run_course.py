@@ -1,0 +1,110 @@
+"""Execute every course notebook at the current run mode's settings and write a report (``make course``).
+
+For each ``notebooks/NN_*.ipynb`` it records the wall time, the peak GPU memory (and peak host RSS) of the
+notebook's kernel, and the figures the notebook measured with ``dlcourse.report.record``. It writes the
+executed notebooks and ``report.json`` / ``report.md`` to ``--out`` (default ``build/course``) and exits
+non-zero if any notebook failed. ``DLCOURSE_SMOKE=1`` / ``DLCOURSE_MODE`` pick the mode as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in the notebook's kernel after its last cell; never saved into the notebook.
+PROBE = """\
+import json, resource, sys, torch
+print(json.dumps({
+    "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
+    """Execute one notebook in a fresh kernel (cwd = notebooks/) and return its report entry."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as figures_file:
+        figures_path = Path(figures_file.name)
+    os.environ["DLCOURSE_REPORT_FILE"] = str(figures_path)
+    entry: dict = {"notebook": path.name, "status": "ok", "error": None}
+    start = time.perf_counter()
+    try:
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            entry["wall_s"] = round(time.perf_counter() - start, 2)
+            probe = nbformat.v4.new_code_cell(PROBE)
+            client.execute_cell(probe, len(nb.cells))
+            stdout = "".join(o.get("text", "") for o in probe.outputs if o.get("name") == "stdout")
+            entry.update(json.loads(stdout.strip().splitlines()[-1]))
+    except CellExecutionError as error:
+        entry.update(status="failed", error=str(error).strip().splitlines()[-1][:500])
+        entry["wall_s"] = round(time.perf_counter() - start, 2)
+    finally:
+        os.environ.pop("DLCOURSE_REPORT_FILE", None)
+        lines = figures_path.read_text(encoding="utf-8").splitlines()
+        figures_path.unlink()
+        entry["figures"] = [json.loads(line) for line in lines if line.strip()]
+        nbformat.write(nb, out_dir / path.name)
+    return entry
+
+
+def markdown_report(mode: str, entries: list[dict]) -> str:
+    """The report as a Markdown table plus one figure list per notebook."""
+    gpu = next((e.get("gpu") for e in entries if e.get("gpu")), None)
+    lines = [f"# Course run ({mode} mode, {gpu or 'no GPU'})", "",
+             "| notebook | status | wall time (s) | peak GPU memory (MiB) | peak host RSS (MiB) |",
+             "|---|---|---:|---:|---:|"]
+    for e in entries:
+        gpu_mib = f"{e['peak_gpu_mib']:.0f}" if e.get("peak_gpu_mib") is not None else "n/a"
+        rss = f"{e['peak_rss_mib']:.0f}" if e.get("peak_rss_mib") is not None else "n/a"
+        lines.append(f"| {e['notebook']} | {e['status']} | {e['wall_s']:.1f} | {gpu_mib} | {rss} |")
+    for e in entries:
+        lines += ["", f"## {e['notebook']}", ""]
+        if e["error"]:
+            lines.append(f"FAILED: {e['error']}")
+        lines += [f"- {f['name']}: {f['value']:.6g} {f['unit']}".rstrip() for f in e["figures"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "course")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/NN_*.ipynb")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from dlcourse.modes import run_mode
+
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    mode = run_mode()
+    entries = []
+    for path in paths:
+        print(f"running {path.name} ({mode} mode) ...", flush=True)
+        entry = run_notebook(path.resolve(), args.out, args.timeout)
+        print(f"  {entry['status']} in {entry['wall_s']:.1f} s, {len(entry['figures'])} figures", flush=True)
+        entries.append(entry)
+    (args.out / "report.json").write_text(json.dumps({"mode": mode, "notebooks": entries}, indent=2) + "\n")
+    (args.out / "report.md").write_text(markdown_report(mode, entries))
+    print(f"report: {args.out / 'report.md'}")
+    return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
