@@ -23,7 +23,9 @@ def test_environment_yml_matches_pyproject():
     listed = [r for r in pip_sections[0] if not r.startswith("-e")]
     assert "-e ." in pip_sections[0], "environment.yml should install the package itself (-e .)"
     got = {_normalise(r) for r in listed}
-    assert got == expected, f"only in pyproject: {sorted(expected - got)}; only in environment.yml: {sorted(got - expected)}"
+    assert got == expected, (
+        f"only in pyproject: {sorted(expected - got)}; only in environment.yml: {sorted(got - expected)}"
+    )
     python_pin = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     minimum = project["requires-python"].removeprefix(">=")
     assert tuple(map(int, python_pin.split("=")[-1].split("."))) >= tuple(map(int, minimum.split("."))), python_pin

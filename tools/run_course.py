@@ -36,7 +36,8 @@ print(json.dumps({
 def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
     """Execute one notebook in a fresh kernel (cwd = notebooks/) and return its report entry."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    resources = {"metadata": {"path": str(path.parent)}}  # run with the notebook's folder as cwd
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as figures_file:
         figures_path = Path(figures_file.name)
     os.environ["DLCOURSE_REPORT_FILE"] = str(figures_path)
@@ -48,7 +49,11 @@ def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
                 client.execute_cell(cell, index)
             entry["wall_s"] = round(time.perf_counter() - start, 2)
             probe = nbformat.v4.new_code_cell(PROBE)
-            client.execute_cell(probe, len(nb.cells))
+            nb.cells.append(probe)  # nbclient writes outputs into nb.cells; removed again below
+            try:
+                client.execute_cell(probe, len(nb.cells) - 1)
+            finally:
+                nb.cells.pop()
             stdout = "".join(o.get("text", "") for o in probe.outputs if o.get("name") == "stdout")
             entry.update(json.loads(stdout.strip().splitlines()[-1]))
     except CellExecutionError as error:
@@ -77,7 +82,10 @@ def markdown_report(mode: str, entries: list[dict]) -> str:
         lines += ["", f"## {e['notebook']}", ""]
         if e["error"]:
             lines.append(f"FAILED: {e['error']}")
-        lines += [f"- {f['name']}: {f['value']:.6g} {f['unit']}".rstrip() for f in e["figures"]]
+        for f in e["figures"]:
+            value = f"{f['value']:,}" if isinstance(f["value"], int) else f"{f['value']:.4g}"
+            note = f" ({f['note']})" if f["note"] else ""
+            lines.append(f"- {f['name']}: {value} {f['unit']}{note}".rstrip())
     return "\n".join(lines) + "\n"
 
 

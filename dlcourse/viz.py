@@ -1,0 +1,144 @@
+"""Pictures for the notebooks: image grids, forward-process strips, schedule plots, and widgets.
+
+Every plotting function returns a matplotlib ``Figure`` (already closed, so Jupyter shows it exactly once,
+when it is the cell's last expression) and can be saved with ``fig.savefig(...)``.
+
+Widgets are optional: :func:`explore` always draws a *static* grid first, so a notebook reads well on GitHub
+and in CI, then adds ipywidgets controls when ipywidgets is importable (imported lazily, here only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
+
+from dlcourse.data.transforms import to_display_range
+from dlcourse.schedules import NoiseSchedule
+
+__all__ = ["explore", "forward_process_strip", "image_grid", "plot_schedules", "settings_grid", "show_images"]
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """Tile ``images: (N, C, H, W)`` in [-1, 1] into one ``(3, H', W')`` image in [0, 1] on the CPU."""
+    if images.ndim != 4:
+        raise ValueError(f"image_grid expects a batch (N, C, H, W); got shape {tuple(images.shape)}")
+    grid = make_grid(to_display_range(images.detach().float().cpu()), nrow=nrow, padding=padding, pad_value=1.0)
+    return grid
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, scale: float = 1.0) -> Figure:
+    """Show ``images: (N, C, H, W)`` in [-1, 1] as one grid. Taught in notebooks/01_forward_process.ipynb."""
+    grid = image_grid(images, nrow=nrow)
+    height, width = grid.shape[1:]
+    fig, ax = plt.subplots(figsize=(scale * max(2.0, width / 40), scale * max(2.0, height / 40)))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    plt.close(fig)
+    return fig
+
+
+def forward_process_strip(
+    schedules: Mapping[str, NoiseSchedule],
+    x0: torch.Tensor,
+    timesteps: Sequence[int],
+    generator: torch.Generator | None = None,
+) -> Figure:
+    """x_t for each schedule (rows) at each timestep (columns), all from the same x0 and the same noise.
+
+    ``x0: (C, H, W)`` in [-1, 1]. Using one ``eps`` for every cell isolates what the schedule does: only
+    sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) change along a row. Taught in notebooks/01_forward_process.ipynb.
+    """
+    if x0.ndim != 3:
+        raise ValueError(f"forward_process_strip expects one image (C, H, W); got shape {tuple(x0.shape)}")
+    eps = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+    fig, axes = plt.subplots(
+        len(schedules), len(timesteps), figsize=(1.3 * len(timesteps), 1.5 * len(schedules)), squeeze=False
+    )
+    for row, (name, schedule) in enumerate(schedules.items()):
+        t = torch.tensor(list(timesteps), device=x0.device)
+        batch = x0.expand(len(timesteps), *x0.shape)
+        x_t = schedule.to(x0.device).q_sample(batch, t, eps=eps.expand_as(batch))
+        for col, step in enumerate(timesteps):
+            ax = axes[row, col]
+            ax.imshow(to_display_range(x_t[col].float().cpu()).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"t={step}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(name, fontsize=9)
+            ax.set_xlabel(f"ᾱ={schedule.alpha_bar[step].item():.3f}", fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_schedules(schedules: Mapping[str, NoiseSchedule]) -> Figure:
+    """alpha_bar_t (left) and log10 SNR(t) (right) for several schedules.
+
+    Taught in notebooks/01_forward_process.ipynb.
+    """
+    fig, (ax_bar, ax_snr) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, schedule in schedules.items():
+        alpha_bar = schedule.alpha_bar.detach().double().cpu()
+        steps = torch.arange(len(alpha_bar))
+        ax_bar.plot(steps, alpha_bar, label=name)
+        ax_snr.plot(steps, torch.log10(schedule.snr().detach().double().cpu()), label=name)
+    ax_bar.set(xlabel="t", ylabel="ᾱ_t  (signal kept)", title="ᾱ_t = Π (1 - β_s)")
+    ax_snr.set(xlabel="t", ylabel="log10 SNR(t)", title="SNR = ᾱ_t / (1 - ᾱ_t)")
+    for ax in (ax_bar, ax_snr):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def settings_grid(render: Callable[..., Figure], settings: Sequence[Mapping[str, Any]]) -> Figure:
+    """Draw ``render(**setting)`` for each setting side by side (the static half of :func:`explore`).
+
+    ``render`` should title its figure with the setting it shows; the parts are pasted as pictures.
+    """
+    if not settings:
+        raise ValueError("settings_grid needs at least one setting to draw, e.g. [{'t': 0}, {'t': 500}]")
+    parts = [render(**setting) for setting in settings]
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.2 * len(parts), 3.4), squeeze=False)
+    for ax, part in zip(axes[0], parts, strict=True):
+        canvas = FigureCanvasAgg(part)  # closed figures have no drawing canvas of their own
+        canvas.draw()
+        ax.imshow(np.asarray(canvas.buffer_rgba()))
+        ax.set_axis_off()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def explore(render: Callable[..., Figure], static: Sequence[Mapping[str, Any]], **controls: Any) -> None:
+    """Display ``render`` at a few fixed settings, then with live controls when ipywidgets is installed.
+
+    ``render(**kwargs) -> Figure`` draws one setting. ``static`` lists the settings drawn side by side: what
+    GitHub, CI and a reader without a live kernel see. ``controls`` are ipywidgets ``interact`` abbreviations,
+    e.g. ``t=(0, 999, 10)`` for a slider or ``schedule=["linear", "cosine"]`` for a dropdown.
+    Used in notebooks/01_forward_process.ipynb.
+    """
+    unknown = {key for setting in static for key in setting} - set(controls)
+    if unknown:
+        raise ValueError(f"static settings use {sorted(unknown)}, which are not among the controls {sorted(controls)}")
+    from IPython.display import display
+
+    display(settings_grid(render, static))
+    try:
+        import ipywidgets
+    except ImportError:
+        print("(install ipywidgets for live controls: pip install ipywidgets)")
+        return
+    ipywidgets.interact(render, **controls)

@@ -1,0 +1,37 @@
+"""tools/run_course.py (`make course`): executes notebooks, collects their figures, reports failures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_report_has_wall_time_memory_and_figures(tmp_path):
+    good = _notebook(tmp_path / "01_good.ipynb", "from dlcourse import record", "record('answer', 42, 'units')")
+    bad = _notebook(tmp_path / "02_bad.ipynb", "record = 1", "raise RuntimeError('boom')")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_course.py"), "--out", str(out), str(good), str(bad)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # one notebook failed
+    report = json.loads((out / "report.json").read_text())
+    first, second = report["notebooks"]
+    assert first["status"] == "ok" and first["wall_s"] > 0 and first["peak_rss_mib"] > 0
+    assert first["figures"] == [{"name": "answer", "value": 42, "unit": "units", "note": ""}]
+    assert second["status"] == "failed" and "boom" in second["error"]
+    executed = nbformat.read(out / "01_good.ipynb", as_version=4)
+    assert len(executed.cells) == 2 and "[measured] answer = 42" in executed.cells[1].outputs[0]["text"]
+    markdown = (out / "report.md").read_text()
+    assert "| 01_good.ipynb | ok |" in markdown and "- answer: 42 units" in markdown and "FAILED" in markdown
