@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Jupyter refuses to run as root unless told to (containers, some cloud VMs).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test course clean
 
@@ -16,10 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check dlcourse tests tools bench
+	$(PY) -m ruff check .
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
 
 course: $(STAMP)

@@ -45,7 +45,8 @@ def test_opens_with_goals_and_closes_with_summary_and_exercises(notebook):
 def test_setup_and_parameters_cells(notebook):
     path, nb = notebook
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert "except ImportError" in code[0] and "%pip install" in code[0], f"{path.name}: first code cell is not setup"
+    setup = code[0]
+    assert 'find_spec("dlcourse")' in setup and "%pip install" in setup, f"{path.name}: first code cell is not setup"
     assert any(f'settings("{path.stem}")' in source for source in code[:3]), f"{path.name}: no parameters cell"
     for source in code:
         assert not re.search(r"\bif\b.*\b(run_mode\(\)|cfg\.mode|\.mode\s*==)", source), (
