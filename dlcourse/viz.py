@@ -37,11 +37,15 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, s
     """Show ``images: (N, C, H, W)`` in [-1, 1] as one grid. Taught in notebooks/01_forward_process.ipynb."""
     grid = image_grid(images, nrow=nrow)
     height, width = grid.shape[1:]
-    fig, ax = plt.subplots(figsize=(scale * max(2.0, width / 40), scale * max(2.0, height / 40)))
+    inches_per_pixel = scale / 40
+    title_inches = 0.35 if title else 0.0
+    fig = plt.figure(figsize=(width * inches_per_pixel, height * inches_per_pixel + title_inches))
+    top = 1 - title_inches / fig.get_size_inches()[1]
+    ax = fig.add_axes((0, 0, 1, top))  # the grid fills the figure: no margins around the pixels
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_axis_off()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     plt.close(fig)
     return fig
 
@@ -111,13 +115,15 @@ def settings_grid(render: Callable[..., Figure], settings: Sequence[Mapping[str,
     if not settings:
         raise ValueError("settings_grid needs at least one setting to draw, e.g. [{'t': 0}, {'t': 500}]")
     parts = [render(**setting) for setting in settings]
-    fig, axes = plt.subplots(1, len(parts), figsize=(3.2 * len(parts), 3.4), squeeze=False)
-    for ax, part in zip(axes[0], parts, strict=True):
+    width = max(part.get_size_inches()[0] for part in parts)
+    height = sum(part.get_size_inches()[1] for part in parts)
+    fig, axes = plt.subplots(len(parts), 1, figsize=(width, height), squeeze=False)  # one row per setting
+    for ax, part in zip(axes[:, 0], parts, strict=True):
         canvas = FigureCanvasAgg(part)  # closed figures have no drawing canvas of their own
         canvas.draw()
         ax.imshow(np.asarray(canvas.buffer_rgba()))
         ax.set_axis_off()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1, hspace=0.02)
     plt.close(fig)
     return fig
 
