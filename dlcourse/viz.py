@@ -22,7 +22,15 @@ from torchvision.utils import make_grid
 from dlcourse.data.transforms import to_display_range
 from dlcourse.schedules import NoiseSchedule
 
-__all__ = ["explore", "forward_process_strip", "image_grid", "plot_schedules", "settings_grid", "show_images"]
+__all__ = [
+    "denoising_strip",
+    "explore",
+    "forward_process_strip",
+    "image_grid",
+    "plot_schedules",
+    "settings_grid",
+    "show_images",
+]
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -148,3 +156,29 @@ def explore(render: Callable[..., Figure], static: Sequence[Mapping[str, Any]], 
         print("(install ipywidgets for live controls: pip install ipywidgets)")
         return
     ipywidgets.interact(render, **controls)
+
+
+def denoising_strip(
+    frames: Sequence[tuple[int, torch.Tensor]], max_images: int = 4, title: str | None = None
+) -> Figure:
+    """Images along a sampling run: one column per recorded step, one row per image.
+
+    ``frames``: ``(t, images)`` pairs in sampling order, ``images: (B, C, H, W)`` in [-1, 1] (x_t or the model's
+    x0 prediction at that step, e.g. collected by a sampler's ``callback``); the first ``max_images`` of each
+    batch are shown. Taught in notebooks/03_ddpm_training.ipynb.
+    """
+    if not frames:
+        raise ValueError("denoising_strip needs at least one (t, images) frame; collect them with a sampler callback")
+    rows = min(max_images, frames[0][1].shape[0])
+    fig, axes = plt.subplots(rows, len(frames), figsize=(1.1 * len(frames), 1.1 * rows + 0.4), squeeze=False)
+    for col, (t, images) in enumerate(frames):
+        for row in range(rows):
+            ax = axes[row, col]
+            ax.imshow(to_display_range(images[row].float().cpu()).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_axis_off()
+        axes[0, col].set_title(f"t={t}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -58,3 +58,12 @@ def test_settings_grid_and_explore_validation():
         viz.settings_grid(render, [])
     with pytest.raises(ValueError, match="not among the controls"):
         viz.explore(render, static=[{"step": 1}], t=(0, 9))
+
+
+def test_denoising_strip_lays_out_steps_by_images():
+    frames = [(t, torch.full((5, 3, 4, 4), t / 999 * 2 - 1)) for t in (999, 500, 0)]
+    fig = viz.denoising_strip(frames, max_images=2)
+    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "t=999"
+    assert float(fig.axes[2].images[0].get_array().max()) == pytest.approx(0.0)  # t=0 frame shows -1 as black
+    with pytest.raises(ValueError, match="at least one"):
+        viz.denoising_strip([])
