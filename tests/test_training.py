@@ -1,0 +1,511 @@
+"""Tests of dlcourse.training (the DDPM loss, the training loop, checkpoints, DDP) and dlcourse.ema."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dlcourse.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
+from dlcourse.data import Shapes
+from dlcourse.ema import EMA, ema_decay_at
+from dlcourse.models import UNet, UNetConfig
+from dlcourse.runtime import Precision
+from dlcourse.schedules import NoiseSchedule
+from dlcourse.training import TrainConfig, ddpm_loss, learning_rate, train
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"resolution": 16, "base_channels": 16, "channel_mults": (1, 2), "attention_resolutions": ()}
+QUIET = {"device": "cpu", "progress": False}
+
+
+def tiny_unet(seed: int = 0, **overrides) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(UNetConfig(**{**TINY, **overrides}))
+
+
+def linear_schedule() -> NoiseSchedule:
+    return NoiseSchedule.from_name("linear")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shapes16() -> torch.Tensor:
+    return Shapes(resolution=16, seed=0, device="cpu").batch(0, 128).images
+
+
+class Interrupted(Exception):
+    """Raised by a forward hook to simulate a crash (Ctrl-C, a Colab disconnect) in the middle of training."""
+
+
+def interrupt_at_call(model: nn.Module, call: int) -> nn.Module:
+    calls = []
+
+    def hook(module, args):
+        calls.append(1)
+        if len(calls) == call:
+            raise Interrupted
+
+    model.register_forward_pre_hook(hook)
+    return model
+
+
+def refuse_calls(model: nn.Module) -> nn.Module:
+    """Make any forward pass fail, to prove that a check ran before training started."""
+
+    def hook(module, args):
+        raise AssertionError("the model was called: training started before the input was refused")
+
+    model.register_forward_pre_hook(hook)
+    return model
+
+
+def assert_same(a, b, where: str = "checkpoint") -> None:
+    """Recursive torch.equal / == over nested dicts and lists of tensors and plain values."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The loss.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["eps", "v", "x0"])
+def test_ddpm_loss_matches_a_hand_computation(prediction_type, shapes16):
+    model = tiny_unet(zero_init=False)  # nonzero outputs that depend on x_t and t
+    schedule = linear_schedule()
+    x0 = shapes16[:4]
+    t = torch.tensor([0, 10, 500, 999])
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+
+    alpha_bar = schedule.alpha_bar[t].view(-1, 1, 1, 1)
+    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+    target = {
+        "eps": eps,
+        "v": alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0,
+        "x0": x0,
+    }[prediction_type]
+    with torch.no_grad():
+        expected = ((model(x_t, t) - target) ** 2).mean()
+        loss = ddpm_loss(model, x0, schedule, prediction_type, t=t, eps=eps)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
+
+
+class Recorder(nn.Module):
+    """Outputs zeros and remembers what it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, **kwargs):
+        self.calls.append((x, t, kwargs))
+        return torch.zeros_like(x)
+
+
+def test_ddpm_loss_draws_t_uniformly_and_eps_from_the_generator():
+    schedule = NoiseSchedule.from_name("linear", num_timesteps=10)
+    x0 = torch.zeros(4000, 1, 2, 2)
+    model = Recorder()
+    loss = ddpm_loss(model, x0, schedule, generator=torch.Generator().manual_seed(0), model_kwargs={"context": 7})
+    x_t, t, kwargs = model.calls[0]
+    assert kwargs == {"context": 7}
+    assert t.dtype == torch.long and t.shape == (4000,)
+    assert torch.equal(torch.bincount(t, minlength=10) > 300, torch.ones(10, dtype=torch.bool))  # all of 0..T-1
+    assert int(t.min()) == 0 and int(t.max()) == 9
+    # x0 = 0, so x_t = sqrt(1 - alpha_bar_t) eps and the zero prediction's loss is mean(eps^2) ~ 1.
+    eps = x_t / (1 - schedule.alpha_bar[t]).sqrt().view(-1, 1, 1, 1)
+    assert abs(eps.mean().item()) < 0.03 and abs(eps.std().item() - 1) < 0.03
+    torch.testing.assert_close(loss, (eps**2).mean())
+    again = ddpm_loss(Recorder(), x0, schedule, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(loss, again)  # same generator seed, same t and eps
+
+
+def test_learning_rate_warms_up_linearly():
+    config = TrainConfig(lr=1e-3, warmup_steps=10)
+    assert [learning_rate(s, config) for s in (1, 5, 10, 11, 1000)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3, 1e-3])
+    assert learning_rate(1, replace(config, warmup_steps=0)) == 1e-3
+
+
+def test_train_config_refuses_bad_settings():
+    for bad in ({"lr": 0.0}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="epsilon"):  # the message maps diffusers' names to ours
+        TrainConfig(prediction_type="epsilon")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# EMA.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _ema_by_hand(decays: list[float], warmup: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.BatchNorm1d(3)  # parameters (weight, bias) and buffers (running statistics)
+    ema = EMA(model, decay=0.9, warmup=warmup)
+    expected = [p.detach().double().clone() for p in model.parameters()]
+    for decay in decays:
+        assert ema.current_decay == pytest.approx(decay)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn_like(p))
+        model.train()(torch.randn(8, 3))  # updates the running statistics
+        ema.update()
+        params = model.parameters()
+        expected = [decay * e + (1 - decay) * p.detach().double() for e, p in zip(expected, params, strict=True)]
+    for got, want, raw in zip(ema.model.parameters(), expected, model.parameters(), strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)
+        assert not torch.allclose(got, raw)  # the average is not the last weights
+    for got, raw in zip(ema.model.buffers(), model.buffers(), strict=True):
+        assert torch.equal(got, raw)  # buffers are copied, not averaged
+    assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_ema_follows_the_decay_formula():
+    _ema_by_hand([0.9] * 4, warmup=False)
+
+
+def test_ema_warmup_ramps_the_decay():
+    _ema_by_hand([0.1, 2 / 11, 3 / 12, 4 / 13], warmup=True)  # min(0.9, (1 + n) / (10 + n)) for n = 0..3
+    assert ema_decay_at(0, 0.999, warmup=True) == 0.1
+    assert ema_decay_at(10**6, 0.999, warmup=True) == 0.999
+    assert ema_decay_at(0, 0.999, warmup=False) == 0.999
+
+
+def test_ema_state_dict_round_trip_and_copy_to():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update()
+    other = EMA(nn.Linear(4, 3), decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.num_updates == 1
+    assert_same(other.model.state_dict(), ema.model.state_dict())
+    target = ema.copy_to(nn.Linear(4, 3))
+    assert_same(target.state_dict(), ema.model.state_dict())
+    with pytest.raises(ValueError, match="decay"):
+        EMA(nn.Linear(4, 3), decay=0.9).load_state_dict(ema.state_dict())
+    with pytest.raises(ValueError, match="architecture"):
+        ema.copy_to(nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The training loop.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_short_shapes_run_lowers_the_loss(shapes16, recwarn):
+    config = TrainConfig(steps=45, batch_size=8, lr=1e-3, warmup_steps=5, log_every=15, ema_decay=0.9)
+    model = tiny_unet()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train(model, shapes16, linear_schedule(), config, **QUIET)
+    history = result.loss_history
+    assert len(history) == 45 and all(math.isfinite(v) for v in history)
+    first, last = sum(history[:15]) / 15, sum(history[-15:]) / 15
+    assert last < 0.7 * first, (first, last)
+    assert result.steps == 45 and result.start_step == 0 and result.images_per_second > 0
+    assert not result.model.training and not dist.is_initialized()  # a single process never touches torch.distributed
+    raw, averaged = result.model.state_dict(), result.ema_model.state_dict()
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)  # the EMA is not the raw weights...
+
+    def distance(a, b):
+        return sum((a[k] - b[k]).pow(2).sum() for k in a).sqrt()
+
+    assert distance(averaged, raw) < 0.5 * distance(initial, raw)  # ...but it followed them
+    assert not [w for w in recwarn if "to_model_range" in str(w.message)]  # data in [-1, 1]: no range warning
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, shapes16) -> dict:
+    """The final checkpoint of an uninterrupted 12-step run (dropout on, so the CPU RNG state matters)."""
+    path = tmp_path_factory.mktemp("reference") / "run.pt"
+    train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), RESUME_CONFIG, checkpoint_path=path, **QUIET)
+    return load_checkpoint(path)
+
+
+RESUME_CONFIG = TrainConfig(
+    steps=12, batch_size=4, lr=1e-3, warmup_steps=3, ema_decay=0.9, checkpoint_every=4, log_every=2, seed=3
+)
+
+
+def test_resume_after_an_interruption_is_bit_identical(tmp_path, shapes16, reference_run):
+    path = tmp_path / "run.pt"
+    crashing = interrupt_at_call(tiny_unet(dropout=0.1), call=10)  # dies in step 10; step 8 is saved
+    with pytest.raises(Interrupted):
+        train(crashing, shapes16, linear_schedule(), RESUME_CONFIG, checkpoint_path=path, **QUIET)
+    assert load_checkpoint(path)["step"] == 8
+
+    result = train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), RESUME_CONFIG, checkpoint_path=path, **QUIET)
+    assert result.start_step == 8 and len(result.loss_history) == 12
+    final = load_checkpoint(path)
+    for key in ("model", "ema", "optimizer", "scaler", "loss_history", "rng", "step"):
+        assert_same(final[key], reference_run[key], key)
+    assert result.loss_history == reference_run["loss_history"].tolist()
+
+
+def test_train_6_then_resume_to_12_equals_train_12(tmp_path, shapes16, reference_run):
+    path = tmp_path / "run.pt"
+    first_half = replace(RESUME_CONFIG, steps=6)
+    train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), first_half, checkpoint_path=path, **QUIET)
+    result = train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), RESUME_CONFIG, checkpoint_path=path, **QUIET)
+    assert result.start_step == 6
+    final = load_checkpoint(path)
+    for key in ("model", "ema", "optimizer", "loss_history", "rng"):
+        assert_same(final[key], reference_run[key], key)
+    # the model train() returns carries the same weights as the checkpoint
+    assert_same(result.model.state_dict(), reference_run["model"], "returned model")
+    assert_same(result.ema.state_dict(), reference_run["ema"], "returned EMA")
+
+
+def test_half_precision_with_a_grad_scaler_trains_and_resumes(tmp_path, shapes16):
+    """The T4 recipe (fp16 autocast + GradScaler, unscale before clipping), run on the CPU."""
+    fp16 = Precision("cpu", torch.float16, True, "fp16 + GradScaler (test)")
+    config = TrainConfig(steps=3, batch_size=2, log_every=1)
+    path = tmp_path / "run.pt"
+    first = replace(config, steps=2)
+    train(tiny_unet(), shapes16, linear_schedule(), first, checkpoint_path=path, precision=fp16, **QUIET)
+    assert load_checkpoint(path)["scaler"]["scale"] == 65536.0  # the scaler's state is saved
+    result = train(tiny_unet(), shapes16, linear_schedule(), config, checkpoint_path=path, precision=fp16, **QUIET)
+    assert result.start_step == 2 and all(math.isfinite(v) for v in result.loss_history)
+
+
+class NaNFromCall(nn.Module):
+    """A custom model whose output becomes NaN from its n-th call on."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.conv, self.n, self.calls = nn.Conv2d(3, 3, 1), n, 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        out = self.conv(x)
+        return out * float("nan") if self.calls >= self.n else out
+
+
+def test_a_nan_loss_stops_training_and_names_the_step(tmp_path, shapes16):
+    path = tmp_path / "run.pt"
+    config = TrainConfig(steps=20, batch_size=4, log_every=5, checkpoint_every=5)
+    with pytest.raises(FloatingPointError) as error:
+        train(NaNFromCall(7), shapes16, linear_schedule(), config, checkpoint_path=path, **QUIET)
+    message = str(error.value)
+    assert "step 7" in message
+    for cause in ("learning rate", "fp16", "[-1, 1]", "custom model", str(path)):
+        assert cause in message, cause
+    kept = load_checkpoint(path)  # the good checkpoint of step 5 is not overwritten with NaN weights
+    assert kept["step"] == 5 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+@pytest.mark.parametrize(
+    ("make_data", "error", "fix"),
+    [
+        (lambda x: (x + 1) * 127.5, ValueError, "to_model_range"),  # [0, 255]
+        (lambda x: x[:, :1], ValueError, "in_channels"),  # grayscale data, RGB model
+        (lambda x: x[0], ValueError, "unsqueeze"),  # one image (C, H, W)
+        (lambda x: ((x + 1) * 127.5).to(torch.uint8), ValueError, "/ 255"),
+        (lambda x: x[:, :, :8, :8], ValueError, "resolution"),
+        (lambda x: x[:2], ValueError, "batch_size"),
+        (lambda x: x.clone().fill_(float("nan")), ValueError, "NaN"),
+        (lambda x: Shapes(resolution=16, device="cpu").batch(0, 8), TypeError, "data.images"),
+    ],
+    ids=["0-255", "channels", "3-D", "uint8", "resolution", "too-few", "nan", "not-a-tensor"],
+)
+def test_bad_data_is_refused_before_training(make_data, error, fix, shapes16):
+    config = TrainConfig(steps=2, batch_size=4)
+    with pytest.raises(error, match=re.escape(fix)):
+        train(refuse_calls(tiny_unet()), make_data(shapes16), linear_schedule(), config, **QUIET)
+
+
+def test_data_in_0_1_gets_a_warning(shapes16):
+    config = TrainConfig(steps=1, batch_size=4)
+    with pytest.warns(UserWarning, match="to_model_range"):
+        train(tiny_unet(), (shapes16 + 1) / 2, linear_schedule(), config, **QUIET)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints that do not belong to the run.
+# ----------------------------------------------------------------------------------------------------------
+
+BASE_CONFIG = TrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory, shapes16) -> bytes:
+    path = tmp_path_factory.mktemp("base") / "run.pt"
+    train(tiny_unet(), shapes16, linear_schedule(), BASE_CONFIG, checkpoint_path=path, **QUIET)
+    return path.read_bytes()
+
+
+def _resume_from(path, shapes16, model=None, config=BASE_CONFIG, data=None):
+    model = tiny_unet() if model is None else model
+    data = shapes16 if data is None else data
+    return train(model, data, linear_schedule(), replace(config, steps=3), checkpoint_path=path, **QUIET)
+
+
+def test_a_matching_checkpoint_resumes(tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    path.write_bytes(base_checkpoint)
+    assert _resume_from(path, shapes16).start_step == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_checkpoint_is_a_checkpoint_error(damage, tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    truncated = base_checkpoint[: len(base_checkpoint) // 2]
+    path.write_bytes(b"not a checkpoint at all" if damage == "garbage" else truncated)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        _resume_from(path, shapes16, model=refuse_calls(tiny_unet()))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda: {"config": replace(BASE_CONFIG, lr=1e-3)}, "lr"),
+        (lambda: {"model": tiny_unet(base_channels=8)}, "model_config"),
+        (lambda: {"data": Shapes(resolution=16, seed=1, device="cpu").batch(0, 128).images}, "data_sum"),
+    ],
+    ids=["config", "architecture", "data"],
+)
+def test_a_checkpoint_of_another_run_is_a_checkpoint_error(change, named, tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    path.write_bytes(base_checkpoint)
+    with pytest.raises(CheckpointError, match=named) as error:
+        _resume_from(path, shapes16, **change())
+    assert "Only `steps` may change" in str(error.value)
+
+
+def test_other_checkpoints_are_refused(tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    save_checkpoint({"name": "cache", "config": {}, "model": tiny_unet().state_dict(), "extra": {}}, path)
+    with pytest.raises(CheckpointError, match="not written by train"):
+        _resume_from(path, shapes16)
+    path.write_bytes(base_checkpoint)  # at step 2, but only 1 step asked for
+    with pytest.raises(CheckpointError, match="past"):
+        train(tiny_unet(), shapes16, linear_schedule(), replace(BASE_CONFIG, steps=1), checkpoint_path=path, **QUIET)
+
+
+def test_load_or_train_caches_the_ema_weights(tmp_path, shapes16):
+    config = TrainConfig(steps=3, batch_size=4, ema_decay=0.5)
+    trained = {}
+
+    def fit(model):
+        result = train(model, shapes16, linear_schedule(), config, **QUIET)
+        trained["ema"] = {k: v.clone() for k, v in result.ema_model.state_dict().items()}
+        result.ema.copy_to(model)  # cache the EMA weights
+        return result.summary()
+
+    cache = {"unet": TINY, "train": asdict(config)}
+    model, extra = load_or_train("ddpm_test", cache, tiny_unet, fit, directory=tmp_path)
+    assert len(extra["loss_history"]) == 3 and extra["images_per_second"] > 0
+    loaded, _ = load_or_train("ddpm_test", cache, tiny_unet, lambda m: pytest.fail("retrained"), directory=tmp_path)
+    assert_same(loaded.state_dict(), trained["ema"], "cached weights")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DistributedDataParallel (2 CPU processes, gloo).
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_keeps_ranks_identical_and_resumes(tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    worker = [str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), str(_free_port())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("WORLD_SIZE", None)
+    process = subprocess.Popen(
+        [*launcher, f"--master_port={_free_port()}", *worker],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers
+        output, _ = process.communicate()
+        pytest.fail(f"the DDP run did not finish in 240 s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert any(not torch.equal(ranks[0]["initial"][k], ranks[1]["initial"][k]) for k in ranks[0]["initial"])
+    assert_same(ranks[0]["model"], ranks[1]["model"], "rank weights")  # DDP broadcast + averaged gradients
+    assert any(not torch.equal(ranks[0]["model"][k], ranks[0]["initial"][k]) for k in ranks[0]["model"])
+    assert ranks[0]["loss_history"] == ranks[1]["loss_history"] and len(ranks[0]["loss_history"]) == 4
+    # the zero-initialised U-Net outputs 0 at step 1, so each rank's loss is mean(eps^2) ~ 1, and so is their mean
+    assert 0.9 < ranks[0]["loss_history"][0] < 1.1
+    assert ranks[0]["has_ema"] and not ranks[1]["has_ema"]  # the EMA lives on rank 0
+    assert all(r["group_left"] and r["group_kept"] for r in ranks)  # train() leaves only a group it created
+    for rank in ranks:  # 2 steps, then a resume to 4, gives the weights of 4 steps straight
+        assert rank["resumed_start"] == 2
+        assert_same(rank["resumed_model"], rank["model"], "resumed weights")
+
+    checkpoint = load_checkpoint(tmp_path / "full.pt")
+    assert checkpoint["fingerprint"]["world_size"] == 2 and len(checkpoint["rng"]) == 2
+    assert not torch.equal(checkpoint["rng"][0]["generator"], checkpoint["rng"][1]["generator"])  # seed + rank
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU).
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_has_no_host_sync_per_step():
+    """Host syncs happen before training and at log points only: their number does not grow with the steps."""
+    data = Shapes(resolution=16, seed=0, device="cuda").batch(0, 128).images
+
+    def count_syncs(steps: int) -> int:
+        config = TrainConfig(steps=steps, batch_size=8, log_every=1000)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = train(tiny_unet(), data, linear_schedule(), config, device="cuda", progress=False)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert len(result.loss_history) == steps and all(math.isfinite(v) for v in result.loss_history)
+        conv = result.model.conv_in.weight
+        assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    count_syncs(3)  # warm-up: cuDNN autotuning, lazy initialisation
+    assert count_syncs(5) == count_syncs(25)
