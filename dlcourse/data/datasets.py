@@ -22,7 +22,7 @@ from dlcourse.data.shapes import SHAPES, Shapes
 from dlcourse.data.transforms import to_model_range
 from dlcourse.runtime import data_dir, get_device
 
-__all__ = ["DATASETS", "DatasetUnavailableError", "ImageData", "load_dataset"]
+__all__ = ["DATASETS", "SHAPES_TEST_START", "DatasetUnavailableError", "ImageData", "canonical_name", "load_dataset"]
 
 DATASETS = ("shapes", "mnist", "fashion_mnist", "cifar10")
 SHAPES_DEFAULT_N = 10_000  # images per split when load_dataset("shapes") is not given n
@@ -77,7 +77,7 @@ _SOURCES = {
 }
 
 
-def _canonical_name(name: str) -> str:
+def canonical_name(name: str) -> str:
     """Map any spelling to a name in DATASETS: "Fashion-MNIST", "FashionMNIST" -> "fashion_mnist"."""
     if not isinstance(name, str):
         raise TypeError(f"load_dataset: name must be a string such as 'shapes', got {type(name).__name__}.")
@@ -132,7 +132,7 @@ def load_dataset(
     Raises DatasetUnavailableError when a real dataset is neither under root nor downloadable.
     Taught in notebooks/03_ddpm_training.ipynb.
     """
-    key = _canonical_name(name)
+    key = canonical_name(name)
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"load_dataset: n must be None (all) or an int >= 1, got {n!r}.")
     if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:

@@ -1,0 +1,42 @@
+"""Measuring sample quality with a classifier trained on the dataset itself: FID, KID, attribute accuracy.
+
+- :mod:`~dlcourse.metrics.feature_net`: :class:`FeatureNet`, the small CNN whose features FID and KID compare;
+- :mod:`~dlcourse.metrics.feature_training`: train it, or load it from the checkpoint cache;
+- :mod:`~dlcourse.metrics.frechet`: the Frechet distance and FID (Heusel et al. 2017);
+- :mod:`~dlcourse.metrics.kid`: KID, the unbiased kernel alternative (Binkowski et al. 2018);
+- :mod:`~dlcourse.metrics.quality`: :func:`evaluate_samples`, FID and KID next to the reals-vs-reals baseline;
+- :mod:`~dlcourse.metrics.attributes`: attribute accuracy (prompt adherence), predicted distribution, confidence.
+
+Taught in notebooks/03_ddpm_training.ipynb, notebooks/04_ddim_sampling.ipynb and
+notebooks/06_classifier_free_guidance.ipynb.
+"""
+
+from dlcourse.metrics.attributes import attribute_accuracy, attribute_distribution, confident_fraction
+from dlcourse.metrics.feature_net import FeatureNet, compute_features, predict_probabilities
+from dlcourse.metrics.feature_training import load_feature_net, train_feature_net
+from dlcourse.metrics.frechet import FewSamplesWarning, feature_statistics, fid, frechet_distance
+from dlcourse.metrics.kid import KID, kid, polynomial_mmd2
+from dlcourse.metrics.quality import Distances, QualityReport, evaluate_samples, feature_distances, reals_baseline
+
+__all__ = [
+    "KID",
+    "Distances",
+    "FeatureNet",
+    "FewSamplesWarning",
+    "QualityReport",
+    "attribute_accuracy",
+    "attribute_distribution",
+    "compute_features",
+    "confident_fraction",
+    "evaluate_samples",
+    "feature_distances",
+    "feature_statistics",
+    "fid",
+    "frechet_distance",
+    "kid",
+    "load_feature_net",
+    "polynomial_mmd2",
+    "predict_probabilities",
+    "reals_baseline",
+    "train_feature_net",
+]
