@@ -7,10 +7,14 @@ The notebooks in ``notebooks/`` teach each piece and import it from here. Public
 - data (01): ``Shapes``, ``load_dataset``, ``to_model_range``, ``to_display_range``;
 - the forward process (01): ``NoiseSchedule``, ``make_betas`` and the pure functions in ``dlcourse.schedules``;
 - the U-Net (02): ``UNet``, ``UNetConfig`` and its blocks;
+- training (03): ``ddpm_loss``, ``train``, ``TrainConfig``, ``EMA``; checkpoints in ``dlcourse.checkpoints``;
+- sampling (03, 04): ``ddpm_sample``, ``ddim_sample`` and their single steps;
+- quality (03, 04): ``dlcourse.metrics``; models reused across notebooks: ``dlcourse.pretrained``;
 - pictures and widgets: ``dlcourse.viz``.
 """
 
-from dlcourse import viz
+from dlcourse import metrics, pretrained, viz
+from dlcourse.checkpoints import CheckpointError, load_or_train
 from dlcourse.data import (
     DatasetUnavailableError,
     ImageData,
@@ -21,6 +25,7 @@ from dlcourse.data import (
     to_display_range,
     to_model_range,
 )
+from dlcourse.ema import EMA
 from dlcourse.models import (
     CrossAttention,
     Downsample,
@@ -37,14 +42,18 @@ from dlcourse.models import (
 from dlcourse.modes import run_mode, settings
 from dlcourse.report import record
 from dlcourse.runtime import Precision, checkpoint_dir, data_dir, get_device, seed_everything, select_precision
+from dlcourse.sampling import ddim_sample, ddim_step, ddpm_sample, ddpm_step, timesteps
 from dlcourse.schedules import NoiseSchedule, make_betas, q_sample, q_step
+from dlcourse.training import TrainConfig, TrainResult, ddpm_loss, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "CrossAttention",
     "DatasetUnavailableError",
     "Downsample",
+    "EMA",
     "ImageData",
     "NoiseSchedule",
     "Precision",
@@ -53,6 +62,8 @@ __all__ = [
     "Shapes",
     "ShapesBatch",
     "TimestepMLP",
+    "TrainConfig",
+    "TrainResult",
     "UNet",
     "UNetBlock",
     "UNetConfig",
@@ -61,10 +72,18 @@ __all__ = [
     "checkpoint_dir",
     "count_parameters",
     "data_dir",
+    "ddim_sample",
+    "ddim_step",
+    "ddpm_loss",
+    "ddpm_sample",
+    "ddpm_step",
     "get_device",
     "load_dataset",
+    "load_or_train",
     "make_betas",
+    "metrics",
     "parse_caption",
+    "pretrained",
     "q_sample",
     "q_step",
     "record",
@@ -73,7 +92,9 @@ __all__ = [
     "select_precision",
     "settings",
     "timestep_embedding",
+    "timesteps",
     "to_display_range",
     "to_model_range",
+    "train",
     "viz",
 ]

@@ -26,7 +26,15 @@ from torch import nn
 
 from dlcourse.runtime import checkpoint_dir
 
-__all__ = ["FORMAT", "CheckpointError", "load_checkpoint", "load_or_train", "load_weights", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "cache_path",
+    "load_checkpoint",
+    "load_or_train",
+    "load_weights",
+    "save_checkpoint",
+]
 
 FORMAT = "dlcourse-checkpoint-v1"  # stored in every checkpoint; a file without it was not written here
 
@@ -90,13 +98,14 @@ def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], source:
     module.load_state_dict(state_dict)
 
 
-def _cache_path(name: str, config: dict[str, Any], directory: Path | None) -> Path:
+def cache_path(name: str, config: dict[str, Any], directory: str | Path | None = None) -> Path:
+    """``<directory or data/checkpoints>/<name>-<hash of config>.pt``: one file per name and configuration."""
     try:
         canonical = json.dumps(config, sort_keys=True)
     except TypeError as error:
         raise TypeError(f"load_or_train needs a JSON-serialisable config (numbers, strings, lists): {error}") from None
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
-    return (directory or checkpoint_dir()) / f"{name}-{digest}.pt"
+    return Path(directory or checkpoint_dir()) / f"{name}-{digest}.pt"
 
 
 def load_or_train(
@@ -114,7 +123,7 @@ def load_or_train(
     ``<directory or data/checkpoints>/<name>-<hash of config>.pt``, so changing any setting trains a new model
     instead of loading a wrong one. Returns ``(model, extra)``; the model is in eval mode.
     """
-    path = _cache_path(name, config, Path(directory) if directory is not None else None)
+    path = cache_path(name, config, directory)
     model = build()
     if path.exists() and not retrain:
         state = load_checkpoint(path)

@@ -6,8 +6,9 @@
 
 The mode is picked automatically (GPU present -> ``gpu``, else ``cpu``); ``DLCOURSE_SMOKE=1`` forces
 ``smoke`` and ``DLCOURSE_MODE=gpu|cpu|smoke`` forces any mode. A notebook never branches on the mode
-itself: its parameters cell calls ``settings("NN_topic")`` and reads every size from the result, so this
-table is the one place where the modes differ.
+itself: its parameters cell calls ``settings("NN_topic")`` and reads every size from the result, so these
+tables are the one place where the modes differ. :data:`RECIPES` holds the settings of models that one
+notebook trains and later ones reuse (``settings("ddpm_shapes")``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MODES", "NOTEBOOK_SETTINGS", "Settings", "run_mode", "settings"]
+__all__ = ["MODES", "NOTEBOOK_SETTINGS", "RECIPES", "Settings", "run_mode", "settings"]
 
 MODES = ("gpu", "cpu", "smoke")
 
@@ -38,6 +39,49 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                 "num_res_blocks": 1, "timing_iters": 5, "seed": 0},
         "smoke": {"resolution": 32, "batch_size": 4, "base_channels": 16, "channel_mults": (1, 2, 2),
                   "num_res_blocks": 1, "timing_iters": 1, "seed": 0},
+    },
+    "03_ddpm_training": {
+        # sample_steps: DDPM steps for the samples (all 1000 on a GPU; strided on a CPU to stay in minutes).
+        # n_eval: samples (and real images a side) for FID/KID; strip_every: steps between denoising-strip frames.
+        "gpu": {"n_eval": 2000, "sample_steps": 1000, "sample_batch": 1000, "n_show": 16, "seed": 0},
+        "cpu": {"n_eval": 300, "sample_steps": 100, "sample_batch": 300, "n_show": 16, "seed": 0},
+        "smoke": {"n_eval": 16, "sample_steps": 4, "sample_batch": 16, "n_show": 4, "seed": 0},
+    },
+    "04_ddim_sampling": {
+        # The steps x sampler table: every cell samples n_eval images from the same noise.
+        "gpu": {"n_eval": 2000, "steps": (10, 20, 50, 100, 1000), "sample_batch": 1000, "n_show": 8,
+                "n_interpolate": 9, "seed": 0},
+        "cpu": {"n_eval": 200, "steps": (10, 20, 50, 100), "sample_batch": 200, "n_show": 8,
+                "n_interpolate": 7, "seed": 0},
+        "smoke": {"n_eval": 16, "steps": (2, 4), "sample_batch": 16, "n_show": 4, "n_interpolate": 3, "seed": 0},
+    },
+
+}
+
+
+# Shared artifacts: models trained in one notebook and reused by later ones (see dlcourse.pretrained).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "ddpm_shapes": {
+        # The unconditional DDPM of notebook 03, reused by 04: a U-Net trained on Shapes with the DDPM loss.
+        "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
+                "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
+                "prediction_type": "eps", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
+                "ema_decay": 0.999, "seed": 0},
+        "cpu": {"resolution": 32, "n_train": 10_000, "base_channels": 32, "channel_mults": (1, 2, 2),
+                "num_res_blocks": 1, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
+                "prediction_type": "eps", "steps": 800, "batch_size": 32, "lr": 5e-4, "warmup_steps": 50,
+                "ema_decay": 0.995, "seed": 0},
+        "smoke": {"resolution": 32, "n_train": 64, "base_channels": 16, "channel_mults": (1, 2, 2),
+                  "num_res_blocks": 1, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
+                  "prediction_type": "eps", "steps": 4, "batch_size": 8, "lr": 5e-4, "warmup_steps": 2,
+                  "ema_decay": 0.995, "seed": 0},
+    },
+    "feature_net_shapes": {
+        # The classifier whose features FID/KID compare (dlcourse.metrics.load_feature_net): 100% on every
+        # attribute of unseen images after 600 steps (about 45 s on a 2-core CPU).
+        "gpu": {"n_train": 10_000, "n_test": 2_000, "steps": 600},
+        "cpu": {"n_train": 10_000, "n_test": 2_000, "steps": 600},
+        "smoke": {"n_train": 256, "n_test": 64, "steps": 10},
     },
 }
 
@@ -92,13 +136,14 @@ class Settings(Mapping):
 
 
 def settings(notebook: str, mode: str | None = None) -> Settings:
-    """The sizes ``notebook`` uses in ``mode`` (default: the current :func:`run_mode`).
+    """The sizes ``notebook`` (or a shared recipe in :data:`RECIPES`) uses in ``mode`` (default: :func:`run_mode`).
 
     ``cfg = settings("01_forward_process"); cfg.n_chain`` -> 8192 on a GPU, 256 in smoke mode.
     """
-    if notebook not in NOTEBOOK_SETTINGS:
-        raise ValueError(f"no settings for notebook {notebook!r}; known notebooks: {sorted(NOTEBOOK_SETTINGS)}")
+    tables = NOTEBOOK_SETTINGS | RECIPES
+    if notebook not in tables:
+        raise ValueError(f"no settings for {notebook!r}; known notebooks and recipes: {sorted(tables)}")
     mode = run_mode() if mode is None else mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return Settings(notebook, mode, NOTEBOOK_SETTINGS[notebook][mode])
+    return Settings(notebook, mode, tables[notebook][mode])

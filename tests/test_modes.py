@@ -49,7 +49,8 @@ def test_every_notebook_has_settings_for_every_mode_with_the_same_keys():
     notebooks = {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")}
     assert notebooks, "no notebooks found"
     assert notebooks == set(modes.NOTEBOOK_SETTINGS), "settings table and notebooks/ disagree"
-    for name, table in modes.NOTEBOOK_SETTINGS.items():
+    assert not notebooks & set(modes.RECIPES), "a recipe must not share a notebook's name"
+    for name, table in (modes.NOTEBOOK_SETTINGS | modes.RECIPES).items():
         assert set(table) == set(modes.MODES), name
         keys = {mode: set(values) for mode, values in table.items()}
         assert keys["gpu"] == keys["cpu"] == keys["smoke"], f"{name}: modes define different sizes {keys}"
@@ -63,5 +64,6 @@ def test_settings_read_as_attributes_and_are_read_only():
         _ = cfg.n_epochs
     with pytest.raises(AttributeError, match="read-only"):
         cfg.n_chain = 5
+    assert modes.settings("ddpm_shapes", mode="cpu").steps > modes.settings("ddpm_shapes", mode="smoke").steps
     with pytest.raises(ValueError, match="known notebooks"):
         modes.settings("99_nope")

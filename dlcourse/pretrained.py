@@ -1,0 +1,102 @@
+"""Models that one notebook trains and later notebooks reuse: trained on first use, then loaded from the cache.
+
+Every later notebook must run on its own in a fresh runtime, so it cannot rely on an earlier notebook having
+run. Each function here rebuilds exactly what the teaching notebook builds, from the same recipe
+(:data:`dlcourse.modes.RECIPES`), and calls the same :func:`~dlcourse.training.train` with a checkpoint in
+``data/checkpoints/``. Because :func:`~dlcourse.training.train` resumes from its checkpoint, a finished run
+is simply loaded (no step is repeated), an interrupted one continues, and a missing one is trained.
+
+Taught in notebooks/03_ddpm_training.ipynb; used from notebooks/04_ddim_sampling.ipynb on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dlcourse.checkpoints import cache_path
+from dlcourse.data import Shapes
+from dlcourse.models import UNet, UNetConfig
+from dlcourse.modes import Settings, settings
+from dlcourse.runtime import get_device
+from dlcourse.schedules import NoiseSchedule
+from dlcourse.training import TrainConfig, TrainResult, train
+
+__all__ = ["TrainedDDPM", "ddpm_checkpoint_path", "ddpm_train_config", "ddpm_unet_config", "shapes_ddpm"]
+
+
+@dataclass
+class TrainedDDPM:
+    """A trained denoiser and everything needed to sample from it.
+
+    model: the EMA weights (what you sample with), eval mode; raw_model: the raw weights, eval mode;
+    schedule: the noise schedule it was trained with; prediction_type: "eps", "v" or "x0";
+    result: the :class:`~dlcourse.training.TrainResult` (loss history, speed); recipe: the settings used.
+    """
+
+    model: nn.Module
+    raw_model: nn.Module
+    schedule: NoiseSchedule
+    prediction_type: str
+    result: TrainResult
+    recipe: Settings
+
+
+def ddpm_unet_config(recipe: Settings) -> UNetConfig:
+    """The U-Net of a DDPM recipe (e.g. ``settings("ddpm_shapes")``)."""
+    return UNetConfig(
+        in_channels=3,
+        resolution=recipe.resolution,
+        base_channels=recipe.base_channels,
+        channel_mults=recipe.channel_mults,
+        num_res_blocks=recipe.num_res_blocks,
+        attention_resolutions=recipe.attention_resolutions,
+    )
+
+
+def ddpm_train_config(recipe: Settings) -> TrainConfig:
+    """The training settings of a DDPM recipe; checkpoints every tenth of the run (resumable on Colab)."""
+    return TrainConfig(
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        warmup_steps=recipe.warmup_steps,
+        ema_decay=recipe.ema_decay,
+        prediction_type=recipe.prediction_type,
+        checkpoint_every=max(1, recipe.steps // 10),
+        seed=recipe.seed,
+    )
+
+
+def ddpm_checkpoint_path(name: str, recipe: Settings) -> Path:
+    """Where the training run of recipe ``name`` keeps its checkpoint: one file per mode and recipe."""
+    return cache_path(name, dict(recipe))
+
+
+def shapes_ddpm(
+    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True
+) -> TrainedDDPM:
+    """The unconditional DDPM on Shapes of notebook 03 (recipe ``"ddpm_shapes"``): loaded, or trained now.
+
+    mode: whose sizes to use (default: the current run mode). Training takes minutes on a GPU the first time;
+    afterwards this loads ``data/checkpoints/ddpm_shapes-*.pt``. A corrupt checkpoint or one from another run
+    raises :class:`~dlcourse.checkpoints.CheckpointError`, never a silently different model.
+    """
+    recipe = settings("ddpm_shapes", mode)
+    device = get_device(device)
+    schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
+    data = Shapes(resolution=recipe.resolution, seed=recipe.seed, device=device).batch(0, recipe.n_train).images
+    model = UNet(ddpm_unet_config(recipe))
+    result = train(
+        model,
+        data,
+        schedule,
+        ddpm_train_config(recipe),
+        checkpoint_path=ddpm_checkpoint_path("ddpm_shapes", recipe),
+        device=device,
+        progress=progress,
+    )
+    return TrainedDDPM(result.ema_model, result.model, schedule, recipe.prediction_type, result, recipe)
