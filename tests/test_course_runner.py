@@ -1,6 +1,7 @@
 """tools/run_course.py (`make course`): executes notebooks, collects their figures, reports failures."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,16 @@ def test_report_has_wall_time_memory_and_figures(tmp_path):
     assert len(executed.cells) == 2 and "[measured] answer = 42" in executed.cells[1].outputs[0]["text"]
     markdown = (out / "report.md").read_text()
     assert "| 01_good.ipynb | ok |" in markdown and "- answer: 42 units" in markdown and "FAILED" in markdown
+
+
+def test_later_notebook_runs_alone_in_a_fresh_runtime(tmp_path):
+    """Notebook 04 with an empty data folder (as on a new Colab runtime): it must train what it needs itself."""
+    env = {**os.environ, "DLCOURSE_SMOKE": "1", "DLCOURSE_DATA": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_course.py"), "--out", str(tmp_path / "out"),
+         str(ROOT / "notebooks" / "04_ddim_sampling.ipynb")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "data" / "checkpoints").glob("*.pt"))
+    assert cached == ["ddpm_shapes", "feature_net"]
