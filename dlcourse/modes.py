@@ -63,17 +63,18 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "ddpm_shapes": {
         # The unconditional DDPM of notebook 03, reused by 04: a U-Net trained on Shapes with the DDPM loss.
+        # v-prediction: at equal compute (CPU recipe, DDIM-50, n=200) it gave FID 46 where eps-prediction gave 466.
         "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
-                "prediction_type": "eps", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
+                "prediction_type": "v", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
                 "ema_decay": 0.999, "seed": 0},
         "cpu": {"resolution": 32, "n_train": 10_000, "base_channels": 32, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 1, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
-                "prediction_type": "eps", "steps": 800, "batch_size": 32, "lr": 5e-4, "warmup_steps": 50,
+                "prediction_type": "v", "steps": 800, "batch_size": 32, "lr": 5e-4, "warmup_steps": 50,
                 "ema_decay": 0.995, "seed": 0},
         "smoke": {"resolution": 32, "n_train": 64, "base_channels": 16, "channel_mults": (1, 2, 2),
                   "num_res_blocks": 1, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
-                  "prediction_type": "eps", "steps": 4, "batch_size": 8, "lr": 5e-4, "warmup_steps": 2,
+                  "prediction_type": "v", "steps": 4, "batch_size": 8, "lr": 5e-4, "warmup_steps": 2,
                   "ema_decay": 0.995, "seed": 0},
     },
     "feature_net_shapes": {
