@@ -9,15 +9,22 @@ The mode is picked automatically (GPU present -> ``gpu``, else ``cpu``); ``DLCOU
 itself: its parameters cell calls ``settings("NN_topic")`` and reads every size from the result, so these
 tables are the one place where the modes differ. :data:`RECIPES` holds the settings of models that one
 notebook trains and later ones reuse (``settings("ddpm_shapes")``).
+
+To change a size, override it in the parameters cell, not here: ``settings("03_ddpm_training", n_eval=500)``
+or ``settings("ddpm_shapes", steps=1600)``. An override must name an existing setting and keep its type; it
+shows in the settings' repr and, under ``make course``, in the report next to the notebook's figures.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
+
+from dlcourse.report import record_settings
 
 __all__ = ["MODES", "NOTEBOOK_SETTINGS", "RECIPES", "Settings", "run_mode", "settings"]
 
@@ -105,11 +112,20 @@ def run_mode() -> str:
 
 
 class Settings(Mapping):
-    """Read-only sizes for one notebook in one mode; read them as attributes (``cfg.resolution``) or keys."""
+    """Read-only sizes for one notebook in one mode; read them as attributes (``cfg.resolution``) or keys.
 
-    def __init__(self, notebook: str, mode: str, values: dict[str, Any]) -> None:
+    Made by :func:`settings`, which applies the caller's overrides; the repr marks each overridden value
+    with the table's value beside it.
+    """
+
+    def __init__(
+        self, notebook: str, mode: str, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> None:
+        overrides = dict(overrides or {})
         object.__setattr__(self, "_notebook", notebook)
-        object.__setattr__(self, "_values", dict(values, mode=mode))
+        object.__setattr__(self, "_table", dict(values))
+        object.__setattr__(self, "_overrides", overrides)
+        object.__setattr__(self, "_values", dict(values) | overrides | {"mode": mode})
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -129,17 +145,59 @@ class Settings(Mapping):
             raise AttributeError(f"{self._notebook} has no setting {name!r}; it has {sorted(self._values)}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("settings are read-only: edit NOTEBOOK_SETTINGS in dlcourse/modes.py to change a size")
+        raise AttributeError(
+            f"settings are read-only; to change a size, override it where the settings are made, e.g. "
+            f"cfg = settings({self._notebook!r}, {name}={value!r}) in the parameters cell"
+        )
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
-        return f"Settings({self._notebook}: {body})"
+        def show(key: str, value: Any) -> str:
+            table = f" (overridden; table: {self._table[key]!r})" if key in self._overrides else ""
+            return f"{key}={value!r}{table}"
+
+        return f"Settings({self._notebook}: {', '.join(show(k, v) for k, v in self._values.items())})"
 
 
-def settings(notebook: str, mode: str | None = None) -> Settings:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _checked_override(where: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as an override of the setting ``key`` whose table value is ``default``, in the table's type.
+
+    An int setting takes an int, a float setting any real number (stored as a float), a tuple setting a tuple
+    or list of elements like the table's, a str setting a str. A value of another type is a TypeError.
+    """
+    if default is None:  # no type to keep
+        return value
+    if isinstance(default, tuple) and isinstance(value, tuple | list):
+        return tuple(_checked_override(where, f"{key}[{i}]", v, default[0]) if default else v
+                     for i, v in enumerate(value))
+    if isinstance(default, bool) and isinstance(value, bool):
+        return value
+    if _is_int(default) and _is_int(value):
+        return int(value)
+    if isinstance(default, float) and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    kind = {tuple: "a tuple", bool: "a bool", int: "an int", float: "a number", str: "a str"}
+    if type(default) not in kind and isinstance(value, type(default)):
+        return value
+    kind = kind.get(type(default), f"a {type(default).__name__}")
+    raise TypeError(
+        f"{where}: {key} is {kind} setting, got {value!r} of type {type(value).__name__}; pass {kind} like the "
+        f"table's {default!r}."
+    )
+
+
+def settings(notebook: str, mode: str | None = None, **overrides: Any) -> Settings:
     """The sizes ``notebook`` (or a shared recipe in :data:`RECIPES`) uses in ``mode`` (default: :func:`run_mode`).
 
     ``cfg = settings("01_forward_process"); cfg.n_chain`` -> 8192 on a GPU, 256 in smoke mode.
+    overrides: new values for existing settings, e.g. ``settings("03_ddpm_training", n_eval=500)``: an unknown
+    name is a ValueError that lists the settings, a value of the wrong type a TypeError. The settings used
+    (and the overrides) are recorded in the ``make course`` report (:func:`dlcourse.report.record_settings`).
     """
     tables = NOTEBOOK_SETTINGS | RECIPES
     if notebook not in tables:
@@ -147,4 +205,15 @@ def settings(notebook: str, mode: str | None = None) -> Settings:
     mode = run_mode() if mode is None else mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return Settings(notebook, mode, tables[notebook][mode])
+    table = tables[notebook][mode]
+    unknown = sorted(set(overrides) - set(table))
+    if unknown:
+        raise ValueError(
+            f"settings({notebook!r}): no setting {', '.join(map(repr, unknown))} to override; the settings of "
+            f"{notebook} are {sorted(table)}"
+        )
+    where = f"settings({notebook!r})"
+    overrides = {key: _checked_override(where, key, value, table[key]) for key, value in overrides.items()}
+    cfg = Settings(notebook, mode, table, overrides)
+    record_settings(notebook, mode, table, overrides)
+    return cfg

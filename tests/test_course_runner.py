@@ -19,7 +19,13 @@ def _notebook(path, *sources):
 
 
 def test_report_has_wall_time_memory_and_figures(tmp_path):
-    good = _notebook(tmp_path / "01_good.ipynb", "from dlcourse import record", "record('answer', 42, 'units')")
+    good = _notebook(
+        tmp_path / "01_good.ipynb",
+        "from dlcourse import record, settings",
+        "record('answer', 42, 'units')",
+        "cfg = settings('03_ddpm_training', n_eval=500)\nsettings('03_ddpm_training', n_eval=500)  # twice: once",
+        "recipe = settings('ddpm_shapes')",
+    )
     bad = _notebook(tmp_path / "02_bad.ipynb", "record = 1", "raise RuntimeError('boom')")
     out = tmp_path / "out"
     result = subprocess.run(
@@ -31,11 +37,17 @@ def test_report_has_wall_time_memory_and_figures(tmp_path):
     first, second = report["notebooks"]
     assert first["status"] == "ok" and first["wall_s"] > 0 and first["peak_rss_mib"] > 0
     assert first["figures"] == [{"name": "answer", "value": 42, "unit": "units", "note": ""}]
+    assert [(r["settings"], r["overrides"]) for r in first["settings"]] == [
+        ("03_ddpm_training", {"n_eval": 500}), ("ddpm_shapes", {})
+    ]
     assert second["status"] == "failed" and "boom" in second["error"]
     executed = nbformat.read(out / "01_good.ipynb", as_version=4)
-    assert len(executed.cells) == 2 and "[measured] answer = 42" in executed.cells[1].outputs[0]["text"]
+    assert len(executed.cells) == 4 and "[measured] answer = 42" in executed.cells[1].outputs[0]["text"]
     markdown = (out / "report.md").read_text()
     assert "| 01_good.ipynb | ok |" in markdown and "- answer: 42 units" in markdown and "FAILED" in markdown
+    table = first["settings"][0]["table"]["n_eval"]
+    assert (f"Settings (dlcourse/modes.py): `03_ddpm_training` overridden: n_eval=500 (table: {table}); "
+            "`ddpm_shapes` as in the table.") in markdown
 
 
 def test_later_notebook_runs_alone_in_a_fresh_runtime(tmp_path):

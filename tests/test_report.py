@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from dlcourse.report import REPORT_ENV, record
+from dlcourse.report import REPORT_ENV, record, record_settings
 
 
 def test_record_prints_and_appends(monkeypatch, tmp_path, capsys):
@@ -38,3 +38,17 @@ def test_record_refuses_tensors_and_bools():
         record("loss", torch.tensor(1.0))
     with pytest.raises(TypeError):
         record("flag", True)
+
+
+def test_record_settings_appends_table_and_overrides_and_prints_only_overrides(monkeypatch, tmp_path, capsys):
+    path = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(REPORT_ENV, str(path))
+    record_settings("nb", "cpu", {"n": 10, "steps": (1, 2)}, {})
+    assert capsys.readouterr().out == ""
+    record_settings("nb", "cpu", {"n": 10, "steps": (1, 2)}, {"n": 20})
+    assert "[settings] nb, cpu mode: n=20 (table: 10)" in capsys.readouterr().out
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows == [
+        {"settings": "nb", "mode": "cpu", "table": {"n": 10, "steps": [1, 2]}, "overrides": {}},
+        {"settings": "nb", "mode": "cpu", "table": {"n": 10, "steps": [1, 2]}, "overrides": {"n": 20}},
+    ]

@@ -94,6 +94,51 @@ def test_make_betas_unknown_name_lists_valid_names():
 
 def test_make_betas_forwards_kwargs():
     torch.testing.assert_close(make_betas("linear", 10, beta_end=0.05), linear_betas(10, beta_end=0.05))
+    with pytest.raises(TypeError, match=r"'linear' schedule has no parameter max_beta.*beta_start.*beta_end"):
+        make_betas("linear", 10, max_beta=0.5)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, bad",
+    [
+        ("linear", {"beta_end": 1.5}, "beta_end=1.5"),
+        ("linear", {"beta_end": 1.0}, "beta_end=1.0"),
+        ("linear", {"beta_start": 0.0}, "beta_start=0.0"),
+        ("linear", {"beta_start": -1e-4}, "beta_start=-0.0001"),
+        ("linear", {"beta_end": float("nan")}, "beta_end=nan"),
+        ("scaled_linear", {"beta_end": 2.0}, "beta_end=2.0"),
+        ("scaled_linear", {"beta_start": 0.0}, "beta_start=0.0"),
+        ("cosine", {"max_beta": 1.0}, "max_beta=1.0"),
+        ("cosine", {"max_beta": 0.0}, "max_beta=0.0"),
+    ],
+)
+def test_every_schedule_refuses_betas_outside_0_1(name, kwargs, bad):
+    """A beta is a variance with sqrt(1 - beta) scaling the signal: the error names the culprit and the fix."""
+    with pytest.raises(ValueError, match=rf"{name} schedule: {bad} is not in \(0, 1\).*e\.g\. the default"):
+        make_betas(name, 1000, **kwargs)
+    with pytest.raises(ValueError, match=bad):
+        NoiseSchedule.from_name(name, 1000, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["linear", "scaled_linear"])
+def test_linear_schedules_refuse_decreasing_betas(name):
+    with pytest.raises(ValueError, match=r"beta_start=0.02 is larger than beta_end=0.0001.*swap"):
+        make_betas(name, 100, beta_start=0.02, beta_end=1e-4)
+    assert torch.all(make_betas(name, 10, beta_start=0.01, beta_end=0.01) > 0)  # constant is fine
+
+
+def test_cosine_refuses_a_negative_offset_and_degenerate_betas():
+    with pytest.raises(ValueError, match=r"offset s=-0.5 must be a number >= 0"):
+        cosine_betas(100, s=-0.5)
+    with pytest.raises(ValueError, match=r"betas must lie in \(0, 1\)"):
+        cosine_betas(100, s=1e20)  # every beta rounds to 0
+
+
+@pytest.mark.parametrize("name", ["linear", "scaled_linear", "cosine"])
+@pytest.mark.parametrize("num_timesteps", [1, 2, 1000, 4000])
+def test_default_schedules_lie_in_0_1(name, num_timesteps):
+    betas = make_betas(name, num_timesteps)
+    assert betas.shape == (num_timesteps,) and bool(((betas > 0) & (betas < 1)).all())
 
 
 def test_noise_schedule_buffers():

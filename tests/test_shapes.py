@@ -20,7 +20,7 @@ from dlcourse.data import (
     render,
     to_display_range,
 )
-from dlcourse.data.shapes import BACKGROUND
+from dlcourse.data.rendering import BACKGROUND
 
 CPU = "cpu"
 

@@ -1,7 +1,8 @@
 """Execute every course notebook at the current run mode's settings and write a report (``make course``).
 
 For each ``notebooks/NN_*.ipynb`` it records the wall time, the peak GPU memory (and peak host RSS) of the
-notebook's kernel, and the figures the notebook measured with ``dlcourse.report.record``. It writes the
+notebook's kernel, the figures the notebook measured with ``dlcourse.report.record``, and the settings it ran
+with (``dlcourse.modes.settings`` records them, with any overrides from the notebook's parameters cell). It writes the
 executed notebooks and ``report.json`` / ``report.md`` to ``--out`` (default ``build/course``) and exits
 non-zero if any notebook failed. ``DLCOURSE_SMOKE=1`` / ``DLCOURSE_MODE`` pick the mode as usual.
 """
@@ -33,6 +34,24 @@ print(json.dumps({
 """
 
 
+def _distinct(rows) -> list[dict]:
+    """The rows without repeats (a notebook may ask for the same settings twice), in first-seen order."""
+    seen: dict[str, dict] = {}
+    for row in rows:
+        seen.setdefault(json.dumps(row, sort_keys=True), row)
+    return list(seen.values())
+
+
+def settings_line(mode: str, records: list[dict]) -> str:
+    """The settings a notebook ran with, one clause per notebook/recipe: its overrides, or "as in the table"."""
+    clauses = []
+    for r in records:
+        other_mode = f" ({r['mode']} mode)" if r["mode"] != mode else ""
+        changed = ", ".join(f"{k}={v!r} (table: {r['table'][k]!r})" for k, v in r["overrides"].items())
+        clauses.append(f"`{r['settings']}`{other_mode} " + (f"overridden: {changed}" if changed else "as in the table"))
+    return "Settings (dlcourse/modes.py): " + "; ".join(clauses) + "."
+
+
 def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
     """Execute one notebook in a fresh kernel (cwd = notebooks/) and return its report entry."""
     nb = nbformat.read(path, as_version=4)
@@ -61,9 +80,10 @@ def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
         entry["wall_s"] = round(time.perf_counter() - start, 2)
     finally:
         os.environ.pop("DLCOURSE_REPORT_FILE", None)
-        lines = figures_path.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in figures_path.read_text(encoding="utf-8").splitlines() if line.strip()]
         figures_path.unlink()
-        entry["figures"] = [json.loads(line) for line in lines if line.strip()]
+        entry["settings"] = _distinct(row for row in rows if "settings" in row)
+        entry["figures"] = [row for row in rows if "settings" not in row]
         nbformat.write(nb, out_dir / path.name)
     return entry
 
@@ -80,6 +100,8 @@ def markdown_report(mode: str, entries: list[dict]) -> str:
         lines.append(f"| {e['notebook']} | {e['status']} | {e['wall_s']:.1f} | {gpu_mib} | {rss} |")
     for e in entries:
         lines += ["", f"## {e['notebook']}", ""]
+        if e.get("settings"):
+            lines += [settings_line(mode, e["settings"]), ""]
         if e["error"]:
             lines.append(f"FAILED: {e['error']}")
         for f in e["figures"]:

@@ -5,7 +5,8 @@ per-image PIL transforms), moves them to the device as uint8, and converts them 
 so a training loop indexes a tensor that already lives on the GPU. Real datasets come through
 torchvision: files already under ``root`` are used as they are; missing ones are downloaded; offline, the
 download fails with a :class:`DatasetUnavailableError` that says where to put the files, or to use
-``"shapes"``, which needs no download. Taught in notebooks/03_ddpm_training.ipynb.
+``"shapes"``, which needs no download. The feature network that FID is measured with
+(:mod:`dlcourse.metrics.feature_training`) loads its training images here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets as tv_datasets
 
-from dlcourse.data.shapes import SHAPES, Shapes
+from dlcourse.data.shapes import Shapes
 from dlcourse.data.transforms import to_model_range
+from dlcourse.data.world import SHAPES
 from dlcourse.runtime import data_dir, get_device
 
 __all__ = ["DATASETS", "SHAPES_TEST_START", "DatasetUnavailableError", "ImageData", "canonical_name", "load_dataset"]
@@ -130,7 +132,6 @@ def load_dataset(
     Returns ImageData: images (N, C, resolution, resolution) float32 in [-1, 1], labels (N,) long (for Shapes:
     the shape), class_names, and captions (Shapes only).
     Raises DatasetUnavailableError when a real dataset is neither under root nor downloadable.
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     key = canonical_name(name)
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

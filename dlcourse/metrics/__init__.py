@@ -7,8 +7,8 @@
 - :mod:`~dlcourse.metrics.quality`: :func:`evaluate_samples`, FID and KID next to the reals-vs-reals baseline;
 - :mod:`~dlcourse.metrics.attributes`: attribute accuracy (prompt adherence), predicted distribution, confidence.
 
-Taught in notebooks/03_ddpm_training.ipynb, notebooks/04_ddim_sampling.ipynb and
-notebooks/06_classifier_free_guidance.ipynb.
+Taught in notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline"; used again in
+notebooks/04_ddim_sampling.ipynb, "Steps x sampler, measured".
 """
 
 from dlcourse.metrics.attributes import attribute_accuracy, attribute_distribution, confident_fraction

@@ -8,8 +8,9 @@
 - :func:`confident_fraction`: the fraction of images the classifier assigns confidently to one class on
   every head, a "looks like a valid image" rate; compare samples with reals.
 
-Taught in notebooks/03_ddpm_training.ipynb (confident fraction) and notebooks/06_classifier_free_guidance.ipynb
-(prompt adherence).
+The confident fraction is printed in every :func:`~dlcourse.metrics.evaluate_samples` report of
+notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline", where
+:func:`attribute_accuracy` also gives the feature net's accuracy on unseen images.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def attribute_accuracy(
     images: (N, C, H, W) in [-1, 1]; attributes: {head name: (N,) LongTensor}, e.g. a ShapesBatch's
     ``attributes`` or ``{"class": labels}``; a subset of the heads is fine. Returns {name: accuracy} plus
     ``"all"``: the fraction with every given attribute right (for Shapes: the whole caption obeyed).
-    Taught in notebooks/06_classifier_free_guidance.ipynb.
     """
     unknown = sorted(set(attributes) - set(net.head_sizes))
     if unknown or not attributes:
@@ -57,7 +57,7 @@ def attribute_distribution(
     """How often each value is predicted: {head name: (classes,) frequencies summing to 1}.
 
     Compare samples with reals, e.g. ``0.5 * (p_samples - p_reals).abs().sum()`` (the total variation
-    distance: 0 for the same mix of shapes, 1 for no overlap). Taught in notebooks/03_ddpm_training.ipynb.
+    distance: 0 for the same mix of shapes, 1 for no overlap).
     """
     probabilities = predict_probabilities(net, images, batch_size, check=check)
     return {
@@ -72,7 +72,7 @@ def confident_fraction(
     """The fraction of images whose top class probability exceeds ``threshold`` on every head.
 
     Real Shapes images score close to 1: each shows one clear shape, colour, size and position. A half-formed
-    or two-headed sample leaves the classifier unsure on some head. Taught in notebooks/03_ddpm_training.ipynb.
+    or two-headed sample leaves the classifier unsure on some head.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"confident_fraction: threshold is a probability in (0, 1), e.g. 0.9; got {threshold}.")

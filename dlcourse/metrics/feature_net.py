@@ -9,7 +9,8 @@ matters in them, and its heads also score prompt adherence (:mod:`dlcourse.metri
 :func:`compute_features` and :func:`predict_probabilities` run it over many images in batches; training and
 caching live in :mod:`dlcourse.metrics.feature_training`.
 
-Taught in notebooks/03_ddpm_training.ipynb (measured FID).
+Taught in notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline" (why a classifier
+trained on Shapes replaces Inception).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class FeatureNet(nn.Module):
     *where* things are (a Shapes attribute) as well as what they are. ``features(x)``: (N, C, H, W) in
     [-1, 1] -> (N, D); ``forward(x)`` -> {head name: (N, classes) logits}. ``test_accuracy`` holds the
     held-out accuracy measured when it was trained by :func:`load_feature_net` (empty otherwise).
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
 
     def __init__(
@@ -117,7 +117,6 @@ def compute_features(net: FeatureNet, images: Tensor, batch_size: int = 256, *, 
     """The features of many images, in batches, under inference mode: (N, C, H, W) in [-1, 1] -> (N, D) float32.
 
     The net must be in eval mode. check: validate the value range (one host synchronisation).
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     _check_images(net, images, check, "compute_features")
     return torch.cat(_run_batched(net, images, batch_size, net.features))
@@ -126,10 +125,7 @@ def compute_features(net: FeatureNet, images: Tensor, batch_size: int = 256, *, 
 def predict_probabilities(
     net: FeatureNet, images: Tensor, batch_size: int = 256, *, check: bool = True
 ) -> dict[str, Tensor]:
-    """The class probabilities of many images: (N, C, H, W) in [-1, 1] -> {head name: (N, classes) softmax}.
-
-    Taught in notebooks/06_classifier_free_guidance.ipynb (prompt adherence).
-    """
+    """The class probabilities of many images: (N, C, H, W) in [-1, 1] -> {head name: (N, classes) softmax}."""
     _check_images(net, images, check, "predict_probabilities")
     chunks = _run_batched(net, images, batch_size, lambda x: {k: v.softmax(-1) for k, v in net(x).items()})
     return {name: torch.cat([c[name] for c in chunks]) for name in net.head_sizes}

@@ -5,7 +5,8 @@ is what a notebook calls: it builds the net for a dataset, trains it once (about
 Shapes at 32 px, seconds on a GPU), measures its accuracy on images it never saw, and caches it under
 ``data/checkpoints/`` with :func:`dlcourse.checkpoints.load_or_train`; later calls load it.
 
-Taught in notebooks/03_ddpm_training.ipynb.
+Used in notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline" (trained once and
+cached), and notebooks/04_ddim_sampling.ipynb, "Steps x sampler, measured".
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ def degrade(x: Tensor, generator: torch.Generator | None = None, max_noise_std: 
 
     x: (B, C, H, W) in [-1, 1] -> (B, C, H, W). Each image is mixed with its 3x3 box blur by a weight drawn from
     U(0, 1), then gets noise of a std drawn from U(0, max_noise_std). On x's device; generator: for the draws.
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     u = torch.rand(x.shape[0], 2, 1, 1, 1, device=x.device, generator=generator)  # per image: blur, noise level
     blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
@@ -72,7 +72,6 @@ def train_feature_net(
     its colour accuracy on Shapes from 100% to about 50%). precision: autocast recipe (default
     :func:`dlcourse.runtime.select_precision` for the device). Leaves the net in eval mode.
     Returns {"loss": the loss of every step, "seconds": the training time}.
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     missing = sorted(set(net.head_sizes) - set(targets))
     if missing:
@@ -147,7 +146,6 @@ def load_feature_net(
     Every setting and the autocast dtype form the cache key, so changing one trains a new net instead of
     loading a wrong one. directory: the cache folder (default data/checkpoints); retrain: ignore the cache.
     Returns the net on ``device`` (default :func:`dlcourse.runtime.get_device`), in eval mode.
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     dataset = canonical_name(dataset)
     channels, heads = _DATASET_HEADS[dataset]

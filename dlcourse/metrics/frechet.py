@@ -15,7 +15,8 @@ An estimate from N samples is biased upward (two sets of N images of the same di
 an amount that shrinks roughly like 1/N), and with N <= D the sample covariance is singular: compare FIDs only
 at the same N, next to the reals-vs-reals baseline of :mod:`dlcourse.metrics.quality`.
 
-Taught in notebooks/03_ddpm_training.ipynb.
+Taught in notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline" (the formula, and why
+FID is always shown next to the reals-vs-reals baseline).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     """The squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
 
     mu1, mu2: (D,); sigma1, sigma2: (D, D) symmetric positive semi-definite. Computed in float64.
-    Returns a 0-d float64 tensor >= 0. Taught in notebooks/03_ddpm_training.ipynb.
+    Returns a 0-d float64 tensor >= 0.
     """
     d = mu1.shape[-1]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
@@ -74,7 +75,7 @@ def fid(features_a: Tensor, features_b: Tensor) -> float:
     features_a: (N_a, D), features_b: (N_b, D), e.g. from :func:`dlcourse.metrics.compute_features`.
     Needs N >= 2 in each set (ValueError otherwise); with N <= D it warns (:class:`FewSamplesWarning`) and
     still returns the number, which is then dominated by estimation bias: compare it only with the
-    reals-vs-reals baseline at the same N. Taught in notebooks/03_ddpm_training.ipynb.
+    reals-vs-reals baseline at the same N.
     """
     check_feature_sets(features_a, features_b, "fid")
     n, d = min(features_a.shape[0], features_b.shape[0]), features_a.shape[1]

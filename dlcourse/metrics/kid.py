@@ -8,7 +8,10 @@ unbiased estimator (Binkowski et al. 2018, Eq. (2); Gretton et al. 2012, Lemma 6
 
 Unlike FID its expected value is exactly 0 when both sets come from the same distribution, whatever m: a
 small sample gives a noisy number, not a biased one (it can come out slightly negative). We average it over
-``num_subsets`` random subsets and also report the spread. Taught in notebooks/03_ddpm_training.ipynb.
+``num_subsets`` random subsets and also report the spread.
+
+Reported next to FID by :func:`~dlcourse.metrics.evaluate_samples` in notebooks/03_ddpm_training.ipynb,
+"Measuring quality: FID against a baseline"; the notebook prints the number but does not derive KID.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ def polynomial_mmd2(x: Tensor, y: Tensor) -> Tensor:
     """The unbiased MMD^2 between x: (..., m, D) and y: (..., n, D) with k(a, b) = (a . b / D + 1)^3 -> (...).
 
     Leading dimensions are batch dimensions: many subsets are computed in one go.
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     m, n, d = x.shape[-2], y.shape[-2], x.shape[-1]
     k_xx = (x @ x.mT / d + 1) ** 3  # Binkowski et al. 2018, Sec. 4: the cubic polynomial kernel
@@ -63,7 +65,7 @@ def kid(
     (subsets of a whole set would all be the same set, and ``std`` would be a meaningless 0). ``std`` is the
     spread of one subset's estimate, not the standard error of the mean (subsets overlap, so the mean's error
     is hard to state). generator: a ``torch.Generator`` for the subsets; None uses a CPU one seeded with 0, so
-    the same features give the same KID. Taught in notebooks/03_ddpm_training.ipynb.
+    the same features give the same KID.
     """
     check_feature_sets(features_a, features_b, "kid")
     n_a, n_b = features_a.shape[0], features_b.shape[0]

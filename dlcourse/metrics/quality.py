@@ -6,7 +6,8 @@ samples' FID and KID, the same numbers between two *disjoint* sets of real image
 score a perfect generator would get at that sample count. The ratio FID / baseline is what a reader should
 look at (1x: indistinguishable from real data at this N).
 
-Taught in notebooks/03_ddpm_training.ipynb (measured FID) and notebooks/04_ddim_sampling.ipynb (steps vs quality).
+Taught in notebooks/03_ddpm_training.ipynb, "Measuring quality: FID against a baseline" and "EMA vs raw
+weights"; :func:`reals_baseline` also in notebooks/04_ddim_sampling.ipynb, "Steps x sampler, measured".
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ def feature_distances(
 ) -> Distances:
     """FID and KID between two (N, D) feature sets, as one :class:`Distances`.
 
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     kid_mean, kid_std = kid(features_a, features_b, num_subsets, subset_size, generator)
     return Distances(fid(features_a, features_b), kid_mean, kid_std, features_a.shape[0], features_b.shape[0])
@@ -111,7 +111,7 @@ def reals_baseline(
     """FID and KID between ``reals[n:2n]`` and ``reals[:n]``: two disjoint sets of n real images.
 
     reals: (M, C, H, W) in [-1, 1], M >= 2n; n: default M // 2. The score of a perfect generator evaluated
-    with n samples. generator: for KID's subsets (None: seeded with 0). Taught in notebooks/03_ddpm_training.ipynb.
+    with n samples. generator: for KID's subsets (None: seeded with 0).
     """
     n = reals.shape[0] // 2 if n is None else n
     _split_reals(reals, n, "reals_baseline")
@@ -137,7 +137,7 @@ def evaluate_samples(
     with ``reals[:N]`` and the baseline compares ``reals[N:2N]`` with the same ``reals[:N]``, so every number
     uses N images a side and the two are directly comparable. threshold: for :func:`confident_fraction`.
     generator: for KID's subsets (None: seeded with 0, so a re-run gives the same numbers). check: validate
-    the value range of the images (a host synchronisation). Taught in notebooks/03_ddpm_training.ipynb.
+    the value range of the images (a host synchronisation).
     """
     n = samples.shape[0]
     _split_reals(reals, n, "evaluate_samples")

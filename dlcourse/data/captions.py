@@ -1,0 +1,111 @@
+"""Captions of Shapes images, and the attributes read back out of them.
+
+``captions_from_attributes`` writes "a {size} {colour} {shape} {where}" for each image;
+``parse_caption`` is its inverse for one caption (and accepts partial ones, "a red triangle");
+``attributes_from_captions`` turns complete captions into the (N,) index tensors that
+:func:`dlcourse.data.render` draws. The words are those of :mod:`dlcourse.data.world`.
+
+Shown in notebooks/01_forward_process.ipynb, "The data: Shapes" (each image printed with its caption).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from dlcourse.data.world import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES
+from dlcourse.runtime import get_device
+
+__all__ = ["attributes_from_captions", "captions_from_attributes", "parse_caption"]
+
+# Position -> how a caption says it: "a small red circle" + " at the top left".
+_POSITION_PHRASES = {
+    "top left": "at the top left",
+    "top": "at the top",
+    "top right": "at the top right",
+    "left": "on the left",
+    "centre": "in the centre",
+    "right": "on the right",
+    "bottom left": "at the bottom left",
+    "bottom": "at the bottom",
+    "bottom right": "at the bottom right",
+}
+
+
+def captions_from_attributes(attributes: Mapping[str, torch.Tensor]) -> list[str]:
+    """One caption per image: "a {size} {colour} {shape} {position phrase}".
+
+    attributes: {"shape", "colour", "size", "position"} -> (N,) LongTensor of indices into ATTRIBUTES.
+    Moves the indices to the CPU (one synchronisation).
+    """
+    values = {name: attributes[name].tolist() for name in ATTRIBUTES}
+    return [
+        f"a {SIZES[size]} {COLOURS[colour]} {SHAPES[shape]} {_POSITION_PHRASES[POSITIONS[position]]}"
+        for shape, colour, size, position in zip(
+            values["shape"], values["colour"], values["size"], values["position"], strict=True
+        )
+    ]
+
+
+def parse_caption(caption: str) -> dict[str, str]:
+    """Read the attributes back out of a caption: the inverse of :func:`captions_from_attributes`.
+
+    "a small red circle at the top left" -> {"size": "small", "colour": "red", "shape": "circle",
+    "position": "top left"}. Partial captions give the attributes they name ("a red triangle" ->
+    {"colour": "red", "shape": "triangle"}); case, commas and extra spaces are ignored. An unknown word raises
+    a ValueError listing the words Shapes knows.
+    """
+    text = " ".join(caption.lower().replace(",", " ").split())
+    found: dict[str, str] = {}
+    for position, phrase in _POSITION_PHRASES.items():  # the position is a phrase at the end
+        if text == phrase or text.endswith(" " + phrase):
+            found["position"] = position
+            text = text[: -len(phrase)]
+            break
+    words = text.split()
+    if words[:1] in (["a"], ["an"]):
+        words = words[1:]
+    for word in words:  # every other word names one value of one attribute
+        name = next((name for name, values in ATTRIBUTES.items() if word in values), None)
+        if name is None:
+            words_known = "; ".join(f"{k}: {', '.join(v)}" for k, v in ATTRIBUTES.items() if k != "position")
+            raise ValueError(
+                f"parse_caption: unknown word {word!r} in {caption!r}. Shapes captions read "
+                f"'a <size> <colour> <shape> <where>', with {words_known}; <where> is one of "
+                f"{', '.join(repr(p) for p in _POSITION_PHRASES.values())}."
+            )
+        if name in found:
+            raise ValueError(
+                f"parse_caption: {caption!r} names the {name} twice ({found[name]!r} and {word!r})."
+            )
+        found[name] = word
+    if not found:
+        raise ValueError(
+            f"parse_caption: {caption!r} names no attribute; try 'a small red circle at the top left'."
+        )
+    return found
+
+
+def attributes_from_captions(
+    captions: Sequence[str], device: str | torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    """Parse complete captions into attribute index tensors, ready for :func:`render` or a classifier.
+
+    captions: N strings, each naming all four attributes -> {"shape", "colour", "size", "position"} -> (N,)
+    LongTensor on ``device`` (default: :func:`dlcourse.runtime.get_device`).
+    """
+    if isinstance(captions, str):
+        raise TypeError("attributes_from_captions takes a list of captions; wrap a single caption in a list.")
+    rows = []
+    for caption in captions:
+        parsed = parse_caption(caption)
+        missing = [name for name in ATTRIBUTES if name not in parsed]
+        if missing:
+            raise ValueError(
+                f"caption {caption!r} does not say its {', '.join(missing)}; attributes_from_captions needs "
+                f"all four attributes, e.g. 'a small red circle at the top left'."
+            )
+        rows.append([ATTRIBUTES[name].index(parsed[name]) for name in ATTRIBUTES])
+    table = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(ATTRIBUTES)).to(get_device(device))
+    return {name: table[:, k] for k, name in enumerate(ATTRIBUTES)}
