@@ -4,11 +4,18 @@ Every plotting function returns a matplotlib ``Figure`` (already closed, so Jupy
 when it is the cell's last expression) and can be saved with ``fig.savefig(...)``.
 
 Widgets are optional: :func:`explore` always draws a *static* grid first, so a notebook reads well on GitHub
-and in CI, then adds ipywidgets controls when ipywidgets is importable (imported lazily, here only).
+and in CI, then adds ipywidgets controls when ipywidgets is importable (imported lazily, here only). Its
+sliders and text boxes update on release (``continuous_update=False``): a render that samples a batch runs
+once per setting, not at every tick of a drag.
+
+These are the course's pictures, not one of its ideas: notebooks 01 (image grids, the forward-process strip,
+the schedule plots, the schedule and t explorer), 03 (the denoising strip) and 04 (the steps and eta explorer)
+use them.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +34,7 @@ __all__ = [
     "explore",
     "forward_process_strip",
     "image_grid",
+    "live_controls",
     "plot_schedules",
     "settings_grid",
     "show_images",
@@ -42,7 +50,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
 
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, scale: float = 1.0) -> Figure:
-    """Show ``images: (N, C, H, W)`` in [-1, 1] as one grid. Taught in notebooks/01_forward_process.ipynb."""
+    """Show ``images: (N, C, H, W)`` in [-1, 1] as one grid, ``scale`` times 1/40 inch per pixel."""
     grid = image_grid(images, nrow=nrow)
     height, width = grid.shape[1:]
     inches_per_pixel = scale / 40
@@ -67,7 +75,7 @@ def forward_process_strip(
     """x_t for each schedule (rows) at each timestep (columns), all from the same x0 and the same noise.
 
     ``x0: (C, H, W)`` in [-1, 1]. Using one ``eps`` for every cell isolates what the schedule does: only
-    sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) change along a row. Taught in notebooks/01_forward_process.ipynb.
+    sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) change along a row.
     """
     if x0.ndim != 3:
         raise ValueError(f"forward_process_strip expects one image (C, H, W); got shape {tuple(x0.shape)}")
@@ -95,10 +103,7 @@ def forward_process_strip(
 
 
 def plot_schedules(schedules: Mapping[str, NoiseSchedule]) -> Figure:
-    """alpha_bar_t (left) and log10 SNR(t) (right) for several schedules.
-
-    Taught in notebooks/01_forward_process.ipynb.
-    """
+    """alpha_bar_t (left) and log10 SNR(t) (right) for several schedules."""
     fig, (ax_bar, ax_snr) = plt.subplots(1, 2, figsize=(10, 3.5))
     for name, schedule in schedules.items():
         alpha_bar = schedule.alpha_bar.detach().double().cpu()
@@ -141,8 +146,8 @@ def explore(render: Callable[..., Figure], static: Sequence[Mapping[str, Any]], 
 
     ``render(**kwargs) -> Figure`` draws one setting. ``static`` lists the settings drawn side by side: what
     GitHub, CI and a reader without a live kernel see. ``controls`` are ipywidgets ``interact`` abbreviations,
-    e.g. ``t=(0, 999, 10)`` for a slider or ``schedule=["linear", "cosine"]`` for a dropdown.
-    Used in notebooks/01_forward_process.ipynb.
+    e.g. ``t=(0, 999, 10)`` for a slider or ``schedule=["linear", "cosine"]`` for a dropdown; they become
+    :func:`live_controls`, which redraw when a slider is released.
     """
     unknown = {key for setting in static for key in setting} - set(controls)
     if unknown:
@@ -155,7 +160,34 @@ def explore(render: Callable[..., Figure], static: Sequence[Mapping[str, Any]], 
     except ImportError:
         print("(install ipywidgets for live controls: pip install ipywidgets)")
         return
-    ipywidgets.interact(render, **controls)
+    ipywidgets.interact(render, **live_controls(render, **controls))
+
+
+def live_controls(render: Callable[..., Figure], **controls: Any) -> dict[str, Any]:
+    """The ipywidgets :func:`explore` shows for ``controls``, one per argument of ``render``.
+
+    ``controls`` are ipywidgets ``interact`` abbreviations: ``(min, max[, step])`` a slider (integer or float),
+    a list of choices a dropdown, a string a text box, a ready-made widget kept as it is. Each starts at
+    ``render``'s default for its argument, as ``interact`` does. Every widget that has ``continuous_update``
+    gets it False: ``render`` runs when a slider is released (or Enter is pressed in a text box), not at each
+    tick of a drag. Needs ipywidgets.
+    """
+    import ipywidgets
+
+    parameters = inspect.signature(render).parameters
+    widgets = {}
+    for name, abbreviation in controls.items():
+        default = parameters[name].default if name in parameters else inspect.Parameter.empty
+        widget = ipywidgets.interactive.widget_from_abbrev(abbreviation, default)
+        if widget is None:
+            raise ValueError(
+                f"control {name}={abbreviation!r} cannot be made into a widget: use a (min, max) or "
+                "(min, max, step) tuple for a slider, a list of choices for a dropdown, or an ipywidgets widget"
+            )
+        if widget.has_trait("continuous_update"):
+            widget.continuous_update = False
+        widgets[name] = widget
+    return widgets
 
 
 def denoising_strip(
@@ -165,7 +197,7 @@ def denoising_strip(
 
     ``frames``: ``(t, images)`` pairs in sampling order, ``images: (B, C, H, W)`` in [-1, 1] (x_t or the model's
     x0 prediction at that step, e.g. collected by a sampler's ``callback``); the first ``max_images`` of each
-    batch are shown. Taught in notebooks/03_ddpm_training.ipynb.
+    batch are shown.
     """
     if not frames:
         raise ValueError("denoising_strip needs at least one (t, images) frame; collect them with a sampler callback")

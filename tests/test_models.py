@@ -210,6 +210,37 @@ def test_zero_init_blocks_then_training_step_moves_everything():
     assert model.conv_in.weight.grad.abs().sum() > 0
 
 
+def test_zero_init_blocks_start_as_their_skip_path():
+    """Each ResBlock starts as skip(x): x itself when the channels stay, its random 1x1 conv when they change."""
+    config = _tiny(resolution=16, channel_mults=(1, 2), attention_resolutions=(8,), context_dim=4)
+    model = UNet(config)
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: calls.append((m, args[0], out)))
+        for m in model.modules()
+        if isinstance(m, (ResBlock, SelfAttention, CrossAttention))
+    ]
+    x, t, context = _inputs(config)
+    with torch.no_grad():
+        out = model(x, t, context)
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(out, torch.zeros_like(out))
+    projections = 0
+    for module, inputs, output in calls:
+        if isinstance(module, ResBlock):
+            changes_channels = inputs.shape[1] != output.shape[1]
+            assert isinstance(module.skip, nn.Conv2d if changes_channels else nn.Identity)
+            if changes_channels:
+                assert module.skip.weight.abs().sum() > 0  # the 1x1 conv is random, not zeroed
+                projections += 1
+            torch.testing.assert_close(output, module.skip(inputs), rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(output, inputs, rtol=0, atol=0)  # attention starts as the identity
+    # 1x1 skips: the first block of level 1 (8 -> 16 channels) and all 2 * 2 up blocks (concatenated inputs).
+    assert projections == 1 + 4
+
+
 def _perturbed_model(config: UNetConfig, seed: int = 0) -> UNet:
     """A model whose weights are all random (as after training), so every input matters."""
     model = UNet(config)

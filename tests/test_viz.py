@@ -1,4 +1,5 @@
-"""dlcourse.viz: figures have the panels and pixels they claim; widgets refuse settings they cannot show."""
+"""dlcourse.viz: figures have the panels and pixels they claim; widgets refuse settings they cannot show and
+redraw only when a slider is released."""
 
 import matplotlib
 
@@ -58,6 +59,46 @@ def test_settings_grid_and_explore_validation():
         viz.settings_grid(render, [])
     with pytest.raises(ValueError, match="not among the controls"):
         viz.explore(render, static=[{"step": 1}], t=(0, 9))
+
+
+def test_live_controls_update_on_release_and_start_at_the_defaults():
+    ipywidgets = pytest.importorskip("ipywidgets")
+
+    def render(t=250, eta=0.0, schedule="cosine", prompt="a red circle"):
+        return Figure()
+
+    widgets = viz.live_controls(
+        render, t=(0, 999, 1), eta=(0.0, 1.0, 0.1), schedule=["linear", "cosine"], prompt="a red circle"
+    )
+    assert isinstance(widgets["t"], ipywidgets.IntSlider) and isinstance(widgets["eta"], ipywidgets.FloatSlider)
+    assert isinstance(widgets["schedule"], ipywidgets.Dropdown) and isinstance(widgets["prompt"], ipywidgets.Text)
+    for name in ("t", "eta", "prompt"):
+        assert widgets[name].continuous_update is False, f"{name} would redraw at every tick of a drag"
+    assert (widgets["t"].value, widgets["schedule"].value) == (250, "cosine")
+    ready_made = ipywidgets.IntSlider(min=0, max=9)  # continuous_update=True by default
+    assert viz.live_controls(render, t=ready_made)["t"].continuous_update is False
+    with pytest.raises(ValueError, match="cannot be made into a widget"):
+        viz.live_controls(render, t=object())
+
+
+def test_explore_builds_its_sliders_with_continuous_update_false(monkeypatch):
+    ipywidgets = pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown, interacted = [], {}
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(ipywidgets, "interact", lambda render, **widgets: interacted.update(widgets))
+
+    def render(t=0, eta=0.0):
+        fig = Figure()
+        fig.add_subplot().set_title(f"t={t}, eta={eta}")
+        return fig
+
+    viz.explore(render, static=[{"t": 0}], t=(0, 9), eta=(0.0, 1.0, 0.5))
+    assert len(shown) == 1 and isinstance(shown[0], Figure)  # the static grid comes first
+    assert set(interacted) == {"t", "eta"}
+    assert isinstance(interacted["t"], ipywidgets.IntSlider) and isinstance(interacted["eta"], ipywidgets.FloatSlider)
+    assert all(w.continuous_update is False for w in interacted.values())
 
 
 def test_denoising_strip_lays_out_steps_by_images():

@@ -1,6 +1,9 @@
 """The building blocks of the U-Net: residual blocks with time injection, attention, down/up-sampling.
 
-Taught in notebooks/02_unet.ipynb (CrossAttention in notebooks/06_classifier_free_guidance.ipynb).
+Taught in notebooks/02_unet.ipynb: "A residual block that knows the time" (ResBlock.forward written on the
+page with a block's own weights and checked equal to it), "Self-attention over pixels", "Cross-attention:
+looking at something else" (built and shape-checked there; no notebook trains with it yet) and "Changing
+resolution".
 
 Layout as in DDPM / ADM (Ho et al. 2020, App. B; Dhariwal & Nichol 2021): GroupNorm before every conv and
 attention ("pre-norm"), SiLU activations, a residual connection around every block. Attention runs on the
@@ -45,8 +48,6 @@ class ResBlock(nn.Module):
 
     x: (B, in_channels, H, W), temb: (B, temb_dim) -> (B, out_channels, H, W). The time embedding is added
     per channel after the first conv (Ho et al. 2020, App. B; the "ResnetBlock" of their code).
-
-    Taught in notebooks/02_unet.ipynb.
     """
 
     def __init__(
@@ -73,8 +74,6 @@ class SelfAttention(nn.Module):
 
     x: (B, C, H, W) -> (B, C, H, W). Cost grows with (H*W)^2, which is why the U-Net only attends at low
     resolutions (``UNetConfig.attention_resolutions``).
-
-    Taught in notebooks/02_unet.ipynb.
     """
 
     def __init__(self, channels: int, num_heads: int = 4, groups: int = 8):
@@ -98,8 +97,6 @@ class CrossAttention(nn.Module):
     x: (B, C, H, W), context: (B, L, context_dim), context_mask: (B, L) bool or None (True = a real token,
     False = padding to ignore; every row needs at least one True) -> (B, C, H, W). This is how Stable
     Diffusion conditions on text (Rombach et al. 2022, Sec. 3.3).
-
-    Taught in notebooks/06_classifier_free_guidance.ipynb (built in notebooks/02_unet.ipynb).
     """
 
     def __init__(self, channels: int, context_dim: int, num_heads: int = 4, groups: int = 8):
@@ -131,10 +128,7 @@ class CrossAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a stride-2 3x3 conv. x: (B, C, H, W) -> (B, C, H/2, W/2).
-
-    Taught in notebooks/02_unet.ipynb.
-    """
+    """Halve H and W with a stride-2 3x3 conv. x: (B, C, H, W) -> (B, C, H/2, W/2)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -145,10 +139,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour x2, then a 3x3 conv. x: (B, C, H, W) -> (B, C, 2H, 2W).
-
-    Taught in notebooks/02_unet.ipynb.
-    """
+    """Double H and W: nearest-neighbour x2, then a 3x3 conv. x: (B, C, H, W) -> (B, C, 2H, 2W)."""
 
     def __init__(self, channels: int):
         super().__init__()

@@ -1,6 +1,7 @@
 """Sinusoidal timestep embeddings: how the U-Net is told which noise level it is looking at.
 
-Taught in notebooks/02_unet.ipynb.
+Taught in notebooks/02_unet.ipynb, "Telling the network the time step" (the embedding written out and checked
+against timestep_embedding).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000) -> Tenso
     frequencies w_i = max_period ** (-i / h), from 1 down to almost 1 / max_period; an odd dim gets one zero
     column at the end. This is openai/improved-diffusion's layout, i.e. diffusers'
     ``get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0)`` (Stable Diffusion's).
-
-    Taught in notebooks/02_unet.ipynb.
     """
     if t.ndim != 1:
         raise ValueError(f"t must be a 1-D tensor (B,) of timesteps, got shape {tuple(t.shape)}.")
@@ -42,8 +41,6 @@ class TimestepMLP(nn.Module):
 
     The U-Net uses embedding_dim = base_channels and out_dim = 4 * base_channels (as DDPM / ADM do); every
     ResBlock then projects this vector to its own channel count.
-
-    Taught in notebooks/02_unet.ipynb.
     """
 
     def __init__(self, embedding_dim: int, out_dim: int, max_period: float = 10_000):
