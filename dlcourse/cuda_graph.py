@@ -1,60 +1,83 @@
 """The fast path of the samplers: the denoiser call captured once in a CUDA graph, then replayed every step.
 
-Taught in notebooks/04_ddim_sampling.ipynb (the speed table).
+Named in notebooks/03_ddpm_training.ipynb ("Samples and a denoising strip"); notebooks 03 and 04 sample with
+``fast=True`` and notebook 04 times it ("Steps x sampler, measured"). The mechanism is explained here, not there.
 
 Why: at course sizes a U-Net forward is hundreds of small kernels and the GPU idles while Python launches them
 (the loop is launch-bound). A CUDA graph records those kernels once; each replay launches all of them with one
 call. The recipe is the one in the PyTorch docs ("CUDA Graphs", whole-network capture):
 
 1. Static buffers. A graph reads its inputs from, and writes its output to, fixed memory. Each call copies x_t
-   and t into the static inputs, replays, and returns a copy of the static output. model_kwargs tensors (e.g. a
-   text context) get static buffers too, refilled once per sampling call.
+   and t into the static inputs, replays, and returns a copy of the static output.
 2. Warm-up: a few eager calls on a side stream before capture, so cuDNN/cuBLAS choose their kernels and allocate
    their workspaces outside the graph.
 3. Capture under torch.no_grad() and outside inference mode, so the static buffers are ordinary tensors that can
    be refilled from inside torch.inference_mode (where the samplers run) or outside it. Autocast runs with
    cache_enabled=False: its weight-cast cache would hand the graph bf16 copies of the weights that are freed when
    the autocast context exits. Each graph gets its own memory pool (the default).
-4. Cache: capture costs a few eager forwards plus one synchronisation, so the result is cached per model and
-   per (input shape, dtype, device, model_kwargs shapes and values, autocast dtype, weight addresses), at most
-   ``MAX_GRAPHS_PER_MODEL`` per model (least recently used dropped). A steps x sampler table, or a widget moving
-   the step count, captures once.
-5. A model that cannot be captured (its forward calls .item() or .cpu(), say) raises a RuntimeError that says
-   so; ``fast=False`` runs it eagerly. We do not fall back silently: after a failed capture the CUDA caching
+4. Cache: capture costs a few eager forwards plus one synchronisation, so the result is cached per denoiser
+   and per (input shape, dtype, device, autocast dtype, what the denoiser reads: see below), at most
+   ``MAX_GRAPHS_PER_DENOISER`` per denoiser (least recently used dropped). A steps x sampler table, or a widget
+   moving the step count, captures once.
+5. A denoiser that cannot be captured (it calls .item() or .cpu(), say) raises a RuntimeError that says so;
+   ``fast=False`` runs it eagerly. We do not fall back silently: after a failed capture the CUDA caching
    allocator's state is not something to rely on.
 
-What a replay sees: the current values in the captured memory. In-place weight updates (an optimizer step, EMA,
-``load_state_dict``) are therefore picked up; replacing parameter tensors (``model.to(...)``, ``model.half()``)
-changes the weight addresses in the cache key, so the next call captures again. What it does not see: new
-Python values, so everything that changes per call is a tensor in a static buffer (t is one).
-Randomness: the denoiser in eval mode has no random ops; the samplers draw the per-step noise outside the graph,
-from their torch.Generator, so a replayed loop uses exactly the eager loop's random numbers.
+The denoiser is a model or any function ``denoise(x_t, t)`` (see :mod:`dlcourse.sampling.denoiser`). A graph
+bakes in everything the call reads other than x_t and t: the memory of every tensor (weights, a text context)
+and every Python value (a guidance scale). So the cache key holds, besides the input's layout:
 
-The cache is a module-level ``WeakKeyDictionary`` keyed by the model: it holds no reference to the model, and a
-model's graphs (and their GPU memory) go when the model does, or with :func:`clear_graph_cache`.
+- for a module: the addresses of its parameters and buffers (a Python attribute its forward reads, such as a
+  guidance scale, is not seen: keep such a value in a buffer, or wrap the module in a function);
+- for a function: the addresses of the tensors and of the weights of the modules it reaches, and the Python
+  numbers and strings it reads: in its closure and default arguments, in the globals its code names, in a bound
+  method's object, a functools.partial's arguments or a callable object's attributes, through the functions it
+  calls, and as attributes of the other objects it names (``ema.model``, ``cfg.scale``). Longer attribute
+  chains (``run.cfg.scale``) are not seen: bind such a value to a name of its own first, or use fast=False.
+
+A replay therefore sees in-place changes (an optimizer step, EMA, ``load_state_dict``, ``context.copy_(new)``),
+and a new tensor (``model.half()``, ``c = other_context``) or a new number (``scale = 5.0``) captures again.
+The cache holds denoisers weakly and is keyed by the object: build a guidance wrapper or ``lambda`` once and
+reuse it; a fresh lambda per sampling call means a fresh capture per call (correct, but slow).
+Randomness: the samplers draw the per-step noise outside the graph, from their torch.Generator, so a replayed
+loop uses exactly the eager loop's random numbers; the denoiser itself must not draw any (eval mode).
+
+The cache is a module-level ``WeakKeyDictionary``: it holds no reference to a denoiser, and its graphs (and their
+GPU memory) go when the denoiser does, or with :func:`clear_graph_cache`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import types
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dlcourse.runtime import Precision
 
-__all__ = ["MAX_GRAPHS_PER_MODEL", "GraphedDenoiser", "clear_graph_cache", "graphed_denoiser", "num_cached_graphs"]
+__all__ = [
+    "MAX_GRAPHS_PER_DENOISER",
+    "GraphedDenoiser",
+    "clear_graph_cache",
+    "graphed_denoiser",
+    "num_cached_graphs",
+]
 
-MAX_GRAPHS_PER_MODEL = 4
+MAX_GRAPHS_PER_DENOISER = 4
 WARMUP_CALLS = 3  # eager calls on a side stream before capture, as in the PyTorch docs
+MAX_REACH = 4  # how many calls deep the cache key follows a function's closures and globals
 
-# model -> {cache key -> GraphedDenoiser}, least recently used first; see the module docstring.
-_graphs: weakref.WeakKeyDictionary[nn.Module, OrderedDict[tuple, GraphedDenoiser]] = weakref.WeakKeyDictionary()
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+
+# denoiser -> {cache key -> GraphedDenoiser}, least recently used first; see the module docstring.
+_graphs: weakref.WeakKeyDictionary[Denoiser, OrderedDict[tuple, GraphedDenoiser]] = weakref.WeakKeyDictionary()
 
 
 def _autocast(device_type: str, dtype: torch.dtype) -> AbstractContextManager:
@@ -65,28 +88,27 @@ def _autocast(device_type: str, dtype: torch.dtype) -> AbstractContextManager:
 
 
 class GraphedDenoiser:
-    """``model(x_t, t, **model_kwargs)`` captured in a CUDA graph; called like the eager denoiser.
+    """``denoiser(x_t, t)`` captured in a CUDA graph; called like the eager per-step denoiser.
 
-    ``denoiser(x_t, t)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int;
-    returns the model output (B, C', H, W) in float32 (a fresh tensor, not the static buffer). Build it through
-    :func:`graphed_denoiser`, which caches it. The model must be in eval mode while capturing.
-
-    Taught in notebooks/04_ddim_sampling.ipynb.
+    ``graphed(x_t, t)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int;
+    returns the denoiser's output (B, C', H, W) in float32 (a fresh tensor, not the static buffer). Build it
+    through :func:`graphed_denoiser`, which caches it. A module must be in eval mode while capturing.
+    It keeps no reference to the denoiser (the cache holds denoisers weakly).
     """
 
-    def __init__(
-        self, model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any], autocast_dtype: torch.dtype
-    ):
+    def __init__(self, denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype):
         if not x.is_cuda:
             raise ValueError(f"CUDA graphs need a CUDA tensor; x is on {x.device}. Use the eager path on a CPU.")
         with torch.cuda.device(x.device), torch.inference_mode(False), torch.no_grad():
             self.static_x = x.clone()  # ordinary tensors (created outside inference mode)
             self.static_t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-            self.static_kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in model_kwargs.items()}
 
             def forward() -> Tensor:
                 with _autocast(x.device.type, autocast_dtype):
-                    return model(self.static_x, self.static_t, **self.static_kwargs).float()
+                    output = denoiser(self.static_x, self.static_t)
+                if not isinstance(output, Tensor):
+                    raise TypeError(f"The denoiser must return a tensor (B, C, H, W); got {type(output).__name__}.")
+                return output.float()
 
             side_stream = torch.cuda.Stream()
             side_stream.wait_stream(torch.cuda.current_stream())
@@ -102,17 +124,12 @@ class GraphedDenoiser:
                     self.static_out = forward()
             except RuntimeError as error:
                 torch.cuda.set_stream(stream)  # a failed capture can leave torch's capture stream current
+                name = getattr(denoiser, "__name__", type(denoiser).__name__)
                 raise RuntimeError(
-                    f"Could not capture {type(model).__name__} in a CUDA graph: {error}\nA capturable forward pass "
-                    "has no .item(), .cpu(), .tolist(), print of tensor values or Python branch on tensor values. "
-                    "Remove those from the model's forward, or pass fast=False to run it eagerly."
+                    f"Could not capture {name} in a CUDA graph: {error}\nA capturable denoiser has no .item(), "
+                    ".cpu(), .tolist(), print of tensor values or Python branch on tensor values. Remove those "
+                    "from the model's forward (or your denoiser function), or pass fast=False to run it eagerly."
                 ) from error
-
-    def set_model_kwargs(self, model_kwargs: Mapping[str, Any]) -> None:
-        """Copy this call's model_kwargs tensors into the static buffers (same shapes: the cache key ensures it)."""
-        for name, value in model_kwargs.items():
-            if isinstance(value, Tensor):
-                self.static_kwargs[name].copy_(value)
 
     def __call__(self, x_t: Tensor, t: int) -> Tensor:
         self.static_x.copy_(x_t)
@@ -121,64 +138,101 @@ class GraphedDenoiser:
         return self.static_out.clone()  # the next replay overwrites static_out
 
 
-def _describe(name: str, value: Any) -> tuple:
-    """The part of the cache key for one model kwarg: a tensor's layout, or a (hashable) Python value."""
-    if isinstance(value, Tensor):
-        return (name, "tensor", tuple(value.shape), value.dtype, value.device)
+def _global_names(code: types.CodeType) -> list[str]:
+    """The global (and attribute) names a code object and the code nested in it (lambdas, comprehensions) use."""
+    nested = (const for const in code.co_consts if isinstance(const, types.CodeType))
+    return [*code.co_names, *itertools.chain.from_iterable(_global_names(c) for c in nested)]
+
+
+def _read_by(fn: Callable) -> list:
+    """The objects a callable reads besides its arguments; see the module docstring."""
+    if isinstance(fn, functools.partial):
+        return [fn.func, *fn.args, *fn.keywords.values()]
+    if inspect.ismethod(fn):
+        return [fn.__self__, fn.__func__]
+    if inspect.isfunction(fn):
+        cells = []
+        for cell in fn.__closure__ or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # a closure variable not assigned yet
+                pass
+        defaults = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
+        names = _global_names(fn.__code__)
+        return cells + defaults + [fn.__globals__[name] for name in names if name in fn.__globals__]
+    return list(vars(fn).values()) if hasattr(fn, "__dict__") else []
+
+
+def _state(denoiser: Denoiser) -> tuple:
+    """The part of the cache key for what a graph of ``denoiser`` bakes in: tensor addresses and Python values."""
+    key: list = []
+    seen: set[int] = set()
+
+    def visit(obj: object, depth: int) -> None:
+        if isinstance(obj, bool | int | float | complex | str | types.NoneType):
+            key.append(obj)
+            return
+        if id(obj) in seen or depth > MAX_REACH:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, nn.Module):
+            key.extend((w.data_ptr(), w.dtype) for w in itertools.chain(obj.parameters(), obj.buffers()))
+        elif isinstance(obj, Tensor):
+            key.append((obj.data_ptr(), tuple(obj.shape), obj.dtype, obj.device))
+        elif isinstance(obj, list | tuple | dict):
+            for value in obj.values() if isinstance(obj, dict) else obj:
+                visit(value, depth + 1)
+        elif callable(obj) and not isinstance(obj, type):
+            for value in _read_by(obj):
+                visit(value, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type | types.ModuleType):  # ema.model, cfg.scale
+            for value in vars(obj).values():
+                if isinstance(value, nn.Module | Tensor | bool | int | float | complex | str):
+                    visit(value, depth + 1)
+
+    visit(denoiser, 0)
+    return tuple(key)
+
+
+def _cache_key(denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype) -> tuple:
+    return (tuple(x.shape), x.dtype, x.device, autocast_dtype, _state(denoiser))
+
+
+def graphed_denoiser(denoiser: Denoiser, x: Tensor, precision: Precision | None = None) -> GraphedDenoiser:
+    """The cached :class:`GraphedDenoiser` for ``denoiser`` at x's shape, captured on first use.
+
+    denoiser: a model or a function called as ``denoiser(x_t, t)``, t a LongTensor (B,); x: (B, C, H, W) CUDA
+    tensor, an example input; precision: its autocast dtype is used inside the graph (None: fp32). A module
+    must be in eval mode. Raises a RuntimeError that says what to change when the denoiser cannot be captured
+    (it calls .item() or .cpu(), say); ``fast=False`` then runs it eagerly.
+    """
+    autocast_dtype = precision.dtype if precision is not None else torch.float32
+    key = _cache_key(denoiser, x, autocast_dtype)
     try:
-        hash(value)
+        graphs = _graphs.setdefault(denoiser, OrderedDict())
     except TypeError:
         raise TypeError(
-            f"model_kwargs[{name!r}] = {value!r} is neither a tensor nor hashable, so the CUDA-graph cache cannot "
-            "tell whether a captured graph used the same value. Pass tensors (or None, numbers, strings), or "
-            "use fast=False."
+            f"fast=True caches CUDA graphs per denoiser through a weak reference, and a {type(denoiser).__name__} "
+            "cannot be weakly referenced. Wrap it once in a function, denoise = lambda x, t: obj(x, t), and pass "
+            "that; or use fast=False."
         ) from None
-    return (name, "value", value)
-
-
-def _cache_key(model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any], autocast_dtype: torch.dtype) -> tuple:
-    weights = tuple((w.data_ptr(), w.dtype) for w in itertools.chain(model.parameters(), model.buffers()))
-    kwargs = tuple(sorted(_describe(name, value) for name, value in model_kwargs.items()))
-    return (tuple(x.shape), x.dtype, x.device, autocast_dtype, kwargs, weights)
-
-
-def graphed_denoiser(
-    model: nn.Module,
-    x: Tensor,
-    model_kwargs: Mapping[str, Any] | None = None,
-    precision: Precision | None = None,
-) -> GraphedDenoiser:
-    """The cached :class:`GraphedDenoiser` for ``model`` at x's shape, captured on first use.
-
-    x: (B, C, H, W) CUDA tensor, an example input; model_kwargs: extra model arguments (tensors are copied into
-    the graph's static buffers now); precision: its autocast dtype is used inside the graph (None: fp32).
-    The model must be in eval mode. Raises a RuntimeError that says what to change when the model cannot be
-    captured (its forward calls .item() or .cpu(), say); ``fast=False`` then runs it eagerly.
-
-    Taught in notebooks/04_ddim_sampling.ipynb.
-    """
-    model_kwargs = dict(model_kwargs or {})
-    autocast_dtype = precision.dtype if precision is not None else torch.float32
-    key = _cache_key(model, x, model_kwargs, autocast_dtype)
-    graphs = _graphs.setdefault(model, OrderedDict())
     if key in graphs:
         graphs.move_to_end(key)
-        graphs[key].set_model_kwargs(model_kwargs)
     else:
-        graphs[key] = GraphedDenoiser(model, x, model_kwargs, autocast_dtype)
-        while len(graphs) > MAX_GRAPHS_PER_MODEL:
+        graphs[key] = GraphedDenoiser(denoiser, x, autocast_dtype)
+        while len(graphs) > MAX_GRAPHS_PER_DENOISER:
             graphs.popitem(last=False)  # least recently used; its memory pool goes with it
     return graphs[key]
 
 
-def num_cached_graphs(model: nn.Module) -> int:
-    """How many captured graphs are cached for ``model``."""
-    return len(_graphs.get(model, ()))
+def num_cached_graphs(denoiser: Denoiser) -> int:
+    """How many captured graphs are cached for ``denoiser``."""
+    return len(_graphs.get(denoiser, ()))
 
 
-def clear_graph_cache(model: nn.Module | None = None) -> None:
-    """Drop the cached graphs of ``model`` (of every model if None), freeing their GPU memory pools."""
-    if model is None:
+def clear_graph_cache(denoiser: Denoiser | None = None) -> None:
+    """Drop the cached graphs of ``denoiser`` (of every denoiser if None), freeing their GPU memory pools."""
+    if denoiser is None:
         _graphs.clear()
     else:
-        _graphs.pop(model, None)
+        _graphs.pop(denoiser, None)

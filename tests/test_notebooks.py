@@ -47,7 +47,7 @@ def test_setup_and_parameters_cells(notebook):
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     setup = code[0]
     assert 'find_spec("dlcourse")' in setup and "%pip install" in setup, f"{path.name}: first code cell is not setup"
-    assert any(f'settings("{path.stem}")' in source for source in code[:3]), f"{path.name}: no parameters cell"
+    assert any(f'settings("{path.stem}"' in source for source in code[:3]), f"{path.name}: no parameters cell"
     for source in code:
         assert not re.search(r"\bif\b.*\b(run_mode\(\)|cfg\.mode|\.mode\s*==)", source), (
             f"{path.name}: branch on the run mode; put mode-dependent sizes in dlcourse/modes.py instead"

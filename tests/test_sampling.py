@@ -1,13 +1,17 @@
 """Tests for dlcourse.sampling and dlcourse.cuda_graph: step functions and loops vs diffusers, DDIM(eta=1) vs
-DDPM, determinism, callbacks, kwargs, errors, and (on a GPU) CUDA-graph replay vs eager."""
+DDPM, determinism, callbacks, denoiser functions (conditioning, classifier-free guidance), x0 clipping, progress
+bars, errors, and (on a GPU) CUDA-graph replay vs eager, for modules and for functions."""
 
 from __future__ import annotations
+
+import gc
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from dlcourse.cuda_graph import _cache_key, clear_graph_cache, num_cached_graphs
+from dlcourse.cuda_graph import _cache_key, _graphs, clear_graph_cache, graphed_denoiser, num_cached_graphs
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.runtime import Precision, select_precision
 from dlcourse.sampling import (
@@ -48,6 +52,11 @@ def _prev(ts: list[int], i: int) -> int:
     return ts[i + 1] if i + 1 < len(ts) else -1
 
 
+def _clip(clip: bool) -> tuple[float, float] | None:
+    """diffusers' clip_sample (a bool, range [-1, 1]) as our clip_x0."""
+    return (-1, 1) if clip else None
+
+
 def _some_steps(ts: list[int]) -> list[int]:
     """Indices of the first, second, a middle, the second-to-last and the last step."""
     return sorted({0, 1, len(ts) // 2, len(ts) - 2, len(ts) - 1})
@@ -74,13 +83,13 @@ def _tiny_unet(context_dim: int | None = None, seed: int = 0) -> UNet:
     return UNet(config).eval()
 
 
-def _diffusers_loop(scheduler, model, noise, num_steps, model_kwargs=None, **step_kwargs):
+def _diffusers_loop(scheduler, model, noise, num_steps, **step_kwargs):
     """The loop a diffusers user writes by hand: set_timesteps, then model -> scheduler.step."""
     scheduler.set_timesteps(num_steps)
     x = noise.clone()
     with torch.no_grad():
         for t in scheduler.timesteps:
-            model_output = model(x, t.expand(x.shape[0]), **(model_kwargs or {}))
+            model_output = model(x, t.expand(x.shape[0]))
             x = scheduler.step(model_output, t, x, **step_kwargs).prev_sample
     return x
 
@@ -152,11 +161,11 @@ def test_ddpm_step_matches_diffusers(prediction_type, clip, num_steps, spacing):
         t, prev_t = ts[i], _prev(ts, i)
         theirs = scheduler.step(model_output, t, x_t, generator=torch.Generator().manual_seed(i))
         noise = None if prev_t < 0 else _randn(*SHAPE, seed=i)  # diffusers draws the same numbers
-        ours = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, noise, clip)
+        ours = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, noise, _clip(clip))
         torch.testing.assert_close(ours.x0_pred, theirs.pred_original_sample)
         torch.testing.assert_close(ours.x_prev, theirs.prev_sample, rtol=1e-5, atol=1e-5)
         if prev_t >= 0:  # the noise really enters: other noise, other sample
-            other = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, -noise, clip)
+            other = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, -noise, _clip(clip))
             assert (other.x_prev - ours.x_prev).abs().max() > 1e-3
 
 
@@ -177,7 +186,9 @@ def test_ddim_step_matches_diffusers(prediction_type, clip, eta, num_steps, spac
         theirs = scheduler.step(
             model_output, t, x_t, eta=eta, use_clipped_model_output=clip, variance_noise=noise
         )
-        ours = ddim_step(model_output, t, prev_t, x_t, SCHEDULE, eta, prediction_type, noise if eta else None, clip)
+        ours = ddim_step(
+            model_output, t, prev_t, x_t, SCHEDULE, eta, prediction_type, noise if eta else None, _clip(clip)
+        )
         torch.testing.assert_close(ours.x0_pred, theirs.pred_original_sample)
         torch.testing.assert_close(ours.x_prev, theirs.prev_sample, rtol=1e-5, atol=1e-5)
 
@@ -192,13 +203,13 @@ def test_ddim_with_eta_1_is_ddpm(prediction_type, clip, num_steps):
     for i in _some_steps(ts):
         t, prev_t = ts[i], _prev(ts, i)
         noise = None if prev_t < 0 else _randn(*SHAPE, seed=i)
-        ddim = ddim_step(model_output, t, prev_t, x_t, SCHEDULE, 1.0, prediction_type, noise, clip)
-        ddpm = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, noise, clip)
+        ddim = ddim_step(model_output, t, prev_t, x_t, SCHEDULE, 1.0, prediction_type, noise, _clip(clip))
+        ddpm = ddpm_step(model_output, t, prev_t, x_t, SCHEDULE, prediction_type, noise, _clip(clip))
         torch.testing.assert_close(ddim.x_prev, ddpm.x_prev, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(ddim.x0_pred, ddpm.x0_pred)
     # ... and eta = 0 is a different (deterministic) step.
-    ddim0 = ddim_step(model_output, 30, 20, x_t, SCHEDULE, 0.0, prediction_type, None, clip)
-    ddpm = ddpm_step(model_output, 30, 20, x_t, SCHEDULE, prediction_type, torch.zeros(SHAPE), clip)
+    ddim0 = ddim_step(model_output, 30, 20, x_t, SCHEDULE, 0.0, prediction_type, None, _clip(clip))
+    ddpm = ddpm_step(model_output, 30, 20, x_t, SCHEDULE, prediction_type, torch.zeros(SHAPE), _clip(clip))
     assert (ddim0.x_prev - ddpm.x_prev).abs().max() > 1e-2
 
 
@@ -227,9 +238,9 @@ def test_ddim_step_is_invertible_with_the_true_noise():
     x0, eps = _randn(*SHAPE, seed=0).clamp(-1, 1), _randn(*SHAPE, seed=1)
     x10 = q_sample(x0, torch.full((2,), 10), eps, SCHEDULE.alpha_bar)
     x30 = q_sample(x0, torch.full((2,), 30), eps, SCHEDULE.alpha_bar)
-    torch.testing.assert_close(ddim_step(eps, 10, 30, x10, SCHEDULE, clip_x0=False).x_prev, x30, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ddim_step(eps, 30, 10, x30, SCHEDULE, clip_x0=False).x_prev, x10, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ddim_step(eps, 30, -1, x30, SCHEDULE, clip_x0=False).x_prev, x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ddim_step(eps, 10, 30, x10, SCHEDULE).x_prev, x30, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ddim_step(eps, 30, 10, x30, SCHEDULE).x_prev, x10, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ddim_step(eps, 30, -1, x30, SCHEDULE).x_prev, x0, atol=1e-5, rtol=1e-5)
 
 
 def test_step_errors():
@@ -268,7 +279,7 @@ def test_ddim_sample_matches_diffusers_loop(eta, spacing):
         scheduler, model, noise, 10, eta=eta, use_clipped_model_output=True, generator=torch.Generator().manual_seed(7)
     )
     ours = ddim_sample(
-        model, SCHEDULE, noise, num_steps=10, eta=eta, timestep_spacing=spacing,
+        model, SCHEDULE, noise, num_steps=10, eta=eta, clip_x0=(-1, 1), timestep_spacing=spacing,
         generator=torch.Generator().manual_seed(7),
     )  # fmt: skip
     assert ours.shape == SHAPE and ours.dtype == torch.float32
@@ -284,8 +295,9 @@ def test_ddpm_sample_matches_diffusers_loop(prediction_type, num_timesteps):
     noise = _randn(*SHAPE, seed=6)
     theirs = _diffusers_loop(scheduler, model, noise, num_timesteps, generator=torch.Generator().manual_seed(3))
     ours = ddpm_sample(
-        model, schedule, noise, prediction_type=prediction_type, generator=torch.Generator().manual_seed(3)
-    )
+        model, schedule, noise, prediction_type=prediction_type, clip_x0=(-1, 1),
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -304,7 +316,7 @@ def test_strided_ddpm_sample_matches_diffusers_loop():
     noise = _randn(*SHAPE, seed=8)
     theirs = _diffusers_loop(scheduler, model, noise, 13, generator=torch.Generator().manual_seed(4))
     ours = ddpm_sample(
-        model, SCHEDULE, noise, num_steps=13, prediction_type="x0", clip_x0=False, timestep_spacing="linspace",
+        model, SCHEDULE, noise, num_steps=13, prediction_type="x0", clip_x0=None, timestep_spacing="linspace",
         generator=torch.Generator().manual_seed(4),
     )  # fmt: skip
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
@@ -337,7 +349,7 @@ def test_callback_sees_every_step(sampler, num_steps):
     noise = _randn(*SHAPE, seed=0)
     kwargs = {} if num_steps is None else {"num_steps": num_steps}
     generator = torch.Generator().manual_seed(0)
-    out = sampler(TinyDenoiser(), SCHEDULE, noise, callback=callback, generator=generator, **kwargs)
+    out = sampler(TinyDenoiser(), SCHEDULE, noise, clip_x0=(-1, 1), callback=callback, generator=generator, **kwargs)
     expected_ts = timesteps(num_steps or T, T).tolist()
     assert [c[0] for c in calls] == list(range(len(expected_ts)))
     assert [c[1] for c in calls] == expected_ts and all(isinstance(c[1], int) for c in calls)
@@ -347,19 +359,140 @@ def test_callback_sees_every_step(sampler, num_steps):
     assert not torch.allclose(calls[1][2], calls[2][2])
 
 
-def test_model_kwargs_are_forwarded():
-    """ddim_sample with a context == the same loop written by hand with ddim_step."""
+# ---------------------------------------------------------------------- denoiser functions and guidance
+
+
+def _guided(model, context_null, context, scale):
+    """Classifier-free guidance as a learner writes it: one forward of 2B = [unconditional; conditional]."""
+
+    def denoise(x, t):
+        both = model(torch.cat([x, x]), torch.cat([t, t]), context=torch.cat([context_null, context]))
+        eps_u, eps_c = both.chunk(2)
+        return eps_u + scale * (eps_c - eps_u)
+
+    return denoise
+
+
+@pytest.mark.parametrize("sampler, kwargs", [(ddim_sample, {"num_steps": 10}), (ddim_sample, {"eta": 1.0}),
+                                             (ddpm_sample, {})])  # fmt: skip
+def test_a_function_denoiser_equals_the_module(sampler, kwargs):
+    model, noise = _tiny_unet(), _randn(*SHAPE, seed=0)
+    as_module = sampler(model, SCHEDULE, noise, generator=torch.Generator().manual_seed(1), **kwargs)
+    as_function = sampler(
+        lambda x, t: model(x, t), SCHEDULE, noise, generator=torch.Generator().manual_seed(1), **kwargs
+    )
+    assert torch.equal(as_function, as_module)
+    assert not torch.allclose(as_module, sampler(model, SCHEDULE, -noise, **kwargs))  # the model does matter
+
+
+def test_a_module_runs_in_eval_mode_and_a_function_as_given():
+    seen = []
+
+    class Recorder(TinyDenoiser):
+        def forward(self, x, t):
+            seen.append(self.training)
+            return super().forward(x, t)
+
+    model, noise = Recorder().train(), _randn(*SHAPE, seed=0)
+    ddim_sample(model, SCHEDULE, noise, num_steps=2)
+    assert seen == [False, False] and model.training
+    seen.clear()
+    ddim_sample(lambda x, t: model(x, t), SCHEDULE, noise, num_steps=2)
+    assert seen == [True, True] and model.training
+
+
+def test_a_conditional_model_through_a_function():
+    """ddim_sample(lambda x, t: model(x, t, context=c)) == the same loop written by hand with ddim_step."""
     model = _tiny_unet(context_dim=6)
     noise, context = _randn(*SHAPE, seed=0), _randn(2, 5, 6, seed=1)
-    ours = ddim_sample(model, SCHEDULE, noise, num_steps=8, model_kwargs={"context": context})
+    ours = ddim_sample(lambda x, t: model(x, t, context=context), SCHEDULE, noise, num_steps=8)
     ts = timesteps(8, T).tolist()
     x = noise
     with torch.no_grad():
         for i, t in enumerate(ts):
             x = ddim_step(model(x, torch.full((2,), t), context=context), t, _prev(ts, i), x, SCHEDULE).x_prev
     torch.testing.assert_close(ours, x)
-    other = ddim_sample(model, SCHEDULE, noise, num_steps=8, model_kwargs={"context": -context})
+    other = ddim_sample(lambda x, t: model(x, t, context=-context), SCHEDULE, noise, num_steps=8)
     assert not torch.allclose(ours, other)
+
+
+@pytest.mark.parametrize("sampler, kwargs", [(ddim_sample, {"num_steps": 8}), (ddim_sample, {"eta": 1.0}),
+                                             (ddpm_sample, {"num_steps": 10})])  # fmt: skip
+def test_guidance_at_scale_1_is_the_conditional_prediction(sampler, kwargs):
+    """Classifier-free guidance as a wrapper: scale 1 gives the conditional model, 0 the unconditional one."""
+    model = _tiny_unet(context_dim=6)
+    noise, context, null = _randn(*SHAPE, seed=0), _randn(2, 5, 6, seed=1), torch.zeros(2, 5, 6)
+
+    def run(denoiser):
+        return sampler(denoiser, SCHEDULE, noise, generator=torch.Generator().manual_seed(2), **kwargs)
+
+    conditional = run(lambda x, t: model(x, t, context=context))
+    unconditional = run(lambda x, t: model(x, t, context=null))
+    torch.testing.assert_close(run(_guided(model, null, context, 1.0)), conditional, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(run(_guided(model, null, context, 0.0)), unconditional, rtol=1e-4, atol=1e-4)
+    guided = run(_guided(model, null, context, 3.0))
+    assert (guided - conditional).abs().max() > 1e-2 and (conditional - unconditional).abs().max() > 1e-2
+
+
+# ------------------------------------------------------------------------------------ x0 clipping, progress
+
+LATENT_X0 = 5 * torch.tanh(3 * _randn(*SHAPE, seed=11))  # a "latent" mostly near +-5, far outside [-1, 1]
+
+
+def _oracle(x0, prediction_type):
+    """The perfect denoiser for a data set of one example x0: what a network trained on it would predict."""
+
+    def denoise(x_t, t):
+        alpha_bar = SCHEDULE.alpha_bar[t].view(-1, 1, 1, 1)
+        if prediction_type == "x0":
+            return x0.expand_as(x_t)
+        return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()  # Ho et al. 2020, Eq. (4) solved for eps
+
+    return denoise
+
+
+@pytest.mark.parametrize("sampler, kwargs", [(ddpm_sample, {}), (ddpm_sample, {"num_steps": 10}),
+                                             (ddim_sample, {}), (ddim_sample, {"eta": 1.0})])  # fmt: skip
+@pytest.mark.parametrize("prediction_type", ["eps", "x0"])
+def test_latents_outside_minus_1_1_are_not_clipped_by_default(sampler, kwargs, prediction_type):
+    denoise, noise = _oracle(LATENT_X0, prediction_type), _randn(*SHAPE, seed=0)
+    assert LATENT_X0.abs().max() > 4.9
+
+    def run(**clip):
+        return sampler(denoise, SCHEDULE, noise, prediction_type=prediction_type, **clip, **kwargs,
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    unclipped = run()
+    assert unclipped.abs().max() > 4.9  # the sampler lands on the oracle's x0, far outside [-1, 1]
+    torch.testing.assert_close(unclipped, LATENT_X0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(run(clip_x0=None), unclipped, rtol=0, atol=0)
+    clipped = run(clip_x0=(-1, 1))  # what an image model asks for
+    torch.testing.assert_close(clipped, LATENT_X0.clamp(-1, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("clip_x0", [True, False])
+def test_a_bool_clip_x0_is_refused(clip_x0):
+    x, model = torch.zeros(SHAPE), TinyDenoiser()
+    calls = [
+        lambda: ddpm_sample(model, SCHEDULE, x, clip_x0=clip_x0),
+        lambda: ddim_sample(model, SCHEDULE, x, clip_x0=clip_x0),
+        lambda: ddpm_step(x, 10, 9, x, SCHEDULE, noise=x, clip_x0=clip_x0),
+        lambda: ddim_step(x, 10, 9, x, SCHEDULE, clip_x0=clip_x0),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"clip_x0=\(-1, 1\) to clip .* or clip_x0=None"):
+            call()
+
+
+def test_progress_bar_shows_and_changes_nothing(capsys):
+    model, noise = _tiny_unet(), _randn(*SHAPE, seed=0)
+    for sampler, name in ((ddim_sample, "DDIM"), (ddpm_sample, "DDPM")):
+        with_bar = sampler(model, SCHEDULE, noise, num_steps=5, generator=torch.Generator().manual_seed(0))
+        assert f"{name}: " in capsys.readouterr().err  # e.g. "DDIM:   0%|   | 0/5"
+        without = sampler(model, SCHEDULE, noise, num_steps=5, generator=torch.Generator().manual_seed(0),
+                          progress=False)  # fmt: skip
+        assert capsys.readouterr().err == ""
+        assert torch.equal(with_bar, without)
 
 
 def test_sampling_mode_precision_and_output():
@@ -407,8 +540,12 @@ def test_fast_on_cpu_runs_the_eager_path():
         (lambda m, n: ddim_sample(m, SCHEDULE, n, prediction_type="epsilon"), ValueError, "diffusers calls 'eps'"),
         (lambda m, n: ddpm_sample(m, SCHEDULE, n, timestep_spacing="even"), ValueError, "Unknown timestep spacing"),
         (lambda m, n: ddim_sample(m, SCHEDULE, n, callback=3), TypeError, "callback must be callable"),
-        (lambda m, n: ddim_sample(m, SCHEDULE, n, model_kwargs=[1]), TypeError, "model_kwargs must be a dict"),
         (lambda m, n: ddim_sample(m, SCHEDULE.betas, n), TypeError, "NoiseSchedule"),
+        (lambda m, n: ddim_sample("unet", SCHEDULE, n), TypeError, "denoiser must be a model called as"),
+        (lambda m, n: ddim_sample(lambda x, t: (m(x, t),), SCHEDULE, n), TypeError, "return the model output as"),
+        (lambda m, n: ddpm_sample(m, SCHEDULE, n, clip_x0=(1, -1)), ValueError, "low < high"),
+        (lambda m, n: ddim_sample(m, SCHEDULE, n, clip_x0=1.0), ValueError, "\\(low, high\\) pair"),
+        (lambda m, n: ddim_step(n, 10, 9, n, SCHEDULE, clip_x0=(-1, 0, 1)), ValueError, "\\(low, high\\) pair"),
     ],
 )
 def test_sampler_errors(call, error, match):
@@ -416,22 +553,70 @@ def test_sampler_errors(call, error, match):
         call(TinyDenoiser(), _randn(*SHAPE, seed=0))
 
 
-def test_graph_cache_key():
+_SCALE = 2.0  # a global a denoiser function reads
+_RUN = SimpleNamespace(scale=2.0)  # a global object whose attribute a denoiser function reads
+
+
+def _scaled_by_a_global(x, t):
+    return _SCALE * x
+
+
+def _scaled_by_an_attribute(x, t):
+    return _RUN.scale * x
+
+
+def test_graph_cache_key(monkeypatch):
     """What makes the fast path capture again (checked on the CPU; the capture itself needs a GPU)."""
     model, x = _tiny_unet(context_dim=6), torch.zeros(SHAPE)
-    context = {"context": torch.zeros(2, 5, 6)}
-    key = _cache_key(model, x, context, torch.float32)
-    assert key == _cache_key(model, x.clone(), {"context": torch.ones(2, 5, 6)}, torch.float32)  # new values
+    key = _cache_key(model, x, torch.float32)
     with torch.no_grad():
         next(model.parameters()).add_(1)  # in-place update: same memory, the graph sees it
-    assert key == _cache_key(model, x, context, torch.float32)
-    assert key != _cache_key(model, torch.zeros(4, 3, 8, 8), context, torch.float32)  # batch size
-    assert key != _cache_key(model, x, {"context": torch.zeros(2, 7, 6)}, torch.float32)  # context length
-    assert key != _cache_key(model, x, {**context, "context_mask": None}, torch.float32)
-    assert key != _cache_key(model, x, context, torch.bfloat16)
-    assert key != _cache_key(model.double(), x, context, torch.float32)  # new parameter tensors
-    with pytest.raises(TypeError, match="neither a tensor nor hashable"):
-        _cache_key(model, x, {"context": [1, 2]}, torch.float32)
+    assert key == _cache_key(model, x.clone(), torch.float32)
+    assert key != _cache_key(model, torch.zeros(4, 3, 8, 8), torch.float32)  # batch size
+    assert key != _cache_key(model, x, torch.bfloat16)
+
+    # A function: what it reads through its closure, the globals it names and the functions it calls.
+    context, null, scale = torch.zeros(2, 5, 6), torch.zeros(2, 5, 6), 3.0
+
+    def guided(x, t):
+        return _guided(model, null, context, scale)(x, t)
+
+    key = _cache_key(guided, x, torch.float32)
+    context.add_(1)  # in place: the graph sees the new values
+    assert key == _cache_key(guided, x, torch.float32)
+    context = torch.ones(2, 5, 6)  # a new tensor: the graph would read the old one's memory
+    assert key != _cache_key(guided, x, torch.float32)
+    key = _cache_key(guided, x, torch.float32)
+    scale = 5.0  # a Python number is baked into a graph
+    assert key != _cache_key(guided, x, torch.float32)
+    key = _cache_key(guided, x, torch.float32)
+    model.double()  # new parameter tensors
+    assert key != _cache_key(guided, x, torch.float32)
+
+    key = _cache_key(_scaled_by_a_global, x, torch.float32)
+    monkeypatch.setitem(_scaled_by_a_global.__globals__, "_SCALE", 4.0)
+    assert key != _cache_key(_scaled_by_a_global, x, torch.float32)
+    key = _cache_key(_scaled_by_an_attribute, x, torch.float32)
+    monkeypatch.setattr(_RUN, "scale", 4.0)
+    assert key != _cache_key(_scaled_by_an_attribute, x, torch.float32)
+
+    def scaled(x, t, scale=3.0):
+        return scale * x
+
+    key = _cache_key(scaled, x, torch.float32)
+    scaled.__defaults__ = (4.0,)
+    assert key != _cache_key(scaled, x, torch.float32)
+
+
+def test_graph_cache_needs_a_weak_reference():
+    class Slotted:  # no __weakref__ slot: cannot be held weakly
+        __slots__ = ()
+
+        def __call__(self, x, t):
+            return x
+
+    with pytest.raises(TypeError, match="cannot be weakly referenced"):
+        graphed_denoiser(Slotted(), torch.zeros(SHAPE))
 
 
 # ------------------------------------------------------------------------------------------- GPU fast path
@@ -439,45 +624,94 @@ def test_graph_cache_key():
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.fixture
+def no_tf32(monkeypatch):
+    """Full fp32 convolutions and matmuls, so batch composition cannot change results beyond round-off."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 @pytest.mark.gpu
 @needs_cuda
-def test_cuda_graph_equals_eager():
+def test_cuda_graph_equals_eager(no_tf32):
     device = torch.device("cuda")
     model = _tiny_unet(context_dim=6).to(device)
     clear_graph_cache()
     noise = torch.randn(4, 3, 8, 8, device=device, generator=torch.Generator(device).manual_seed(0))
     context = torch.randn(4, 5, 6, device=device, generator=torch.Generator(device).manual_seed(1))
 
-    def both(sampler, **kwargs):
-        return [sampler(model, SCHEDULE, noise, fast=fast, **kwargs) for fast in (False, True)]
+    def conditional(x, t):
+        return model(x, t, context=context)
 
-    eager, fast = both(ddim_sample, num_steps=10, model_kwargs={"context": context})
-    assert num_cached_graphs(model) == 1
+    def both(sampler, denoiser, **kwargs):
+        return [sampler(denoiser, SCHEDULE, noise, fast=fast, progress=False, **kwargs) for fast in (False, True)]
+
+    eager, fast = both(ddim_sample, conditional, num_steps=10, clip_x0=(-1, 1))
+    assert num_cached_graphs(conditional) == 1
     torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
-    # New context values, same shapes: the cached graph is reused and sees them.
-    eager, fast = both(ddim_sample, num_steps=20, model_kwargs={"context": -context})
-    assert num_cached_graphs(model) == 1
+    # New context values in place, same tensor: the cached graph is reused and sees them.
+    context.neg_()
+    eager, fast = both(ddim_sample, conditional, num_steps=20, clip_x0=(-1, 1))
+    assert num_cached_graphs(conditional) == 1
+    torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
+    # A new context tensor: captured again (a replay would read the old tensor's memory).
+    context = torch.randn(4, 5, 6, device=device, generator=torch.Generator(device).manual_seed(2))
+    eager, fast = both(ddim_sample, conditional, num_steps=10, clip_x0=(-1, 1))
+    assert num_cached_graphs(conditional) == 2
     torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
     # Stochastic DDPM with a CUDA generator, schedule on the device: the graph uses the same random numbers.
     schedule = NoiseSchedule.from_name("linear", T, beta_start=1e-3, beta_end=0.2).to(device)
     eager, fast = [
-        ddpm_sample(model, schedule, noise, model_kwargs={"context": context}, fast=fast,
+        ddpm_sample(conditional, schedule, noise, clip_x0=(-1, 1), fast=fast, progress=False,
                     generator=torch.Generator(device).manual_seed(3))
         for fast in (False, True)
     ]  # fmt: skip
     torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
-    # In-place weight updates (an optimizer step) are seen by the replay.
+
+    # A module: in-place weight updates (an optimizer step) are seen by the replay.
+    plain = _tiny_unet().to(device)
+    eager, fast = both(ddim_sample, plain, num_steps=10)
+    assert num_cached_graphs(plain) == 1
+    torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        for p in model.parameters():
+        for p in plain.parameters():
             p.mul_(1.05)
-    eager, fast = both(ddim_sample, num_steps=10, model_kwargs={"context": context})
+    eager, fast = both(ddim_sample, plain, num_steps=10)
     torch.testing.assert_close(fast, eager, rtol=1e-5, atol=1e-5)
     # A new batch size captures a second graph; mixed precision is captured with its autocast.
-    ddim_sample(model, SCHEDULE, noise[:2], num_steps=3, model_kwargs={"context": context[:2]}, fast=True)
-    assert num_cached_graphs(model) == 2
+    ddim_sample(plain, SCHEDULE, noise[:2], num_steps=3, fast=True, progress=False)
+    assert num_cached_graphs(plain) == 2
     precision = select_precision(device)
-    eager, fast = both(ddim_sample, num_steps=10, model_kwargs={"context": context}, precision=precision)
+    eager, fast = both(ddim_sample, plain, num_steps=10, clip_x0=(-1, 1), precision=precision)
     torch.testing.assert_close(fast, eager, rtol=0, atol=2e-2)
-    assert num_cached_graphs(model) == 3
-    clear_graph_cache(model)
-    assert num_cached_graphs(model) == 0
+    assert num_cached_graphs(plain) == 3
+    clear_graph_cache(plain)
+    assert num_cached_graphs(plain) == 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_guidance_through_the_cuda_graph(no_tf32):
+    """The fast path applies to a guidance wrapper: scale 1 still gives the conditional model's samples."""
+    device = torch.device("cuda")
+    model = _tiny_unet(context_dim=6).to(device)
+    noise = torch.randn(2, 3, 8, 8, device=device, generator=torch.Generator(device).manual_seed(0))
+    context = torch.randn(2, 5, 6, device=device, generator=torch.Generator(device).manual_seed(1))
+    null = torch.zeros_like(context)
+    guided_1, guided_3 = _guided(model, null, context, 1.0), _guided(model, null, context, 3.0)
+
+    def run(denoiser, fast):
+        return ddim_sample(denoiser, SCHEDULE, noise, num_steps=10, fast=fast, progress=False)
+
+    conditional = run(lambda x, t: model(x, t, context=context), fast=True)
+    torch.testing.assert_close(run(guided_1, fast=True), conditional, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(run(guided_1, fast=True), run(guided_1, fast=False), rtol=1e-5, atol=1e-5)
+    fast_3 = run(guided_3, fast=True)
+    torch.testing.assert_close(fast_3, run(guided_3, fast=False), rtol=1e-5, atol=1e-5)
+    assert (fast_3 - conditional).abs().max() > 1e-2
+    assert num_cached_graphs(guided_1) == 1 and num_cached_graphs(guided_3) == 1
+    # The cache holds denoisers weakly: a wrapper that goes takes its graphs with it.
+    cached = len(_graphs)
+    del guided_3
+    gc.collect()
+    assert len(_graphs) == cached - 1

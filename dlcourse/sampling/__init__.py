@@ -1,0 +1,38 @@
+"""Sampling: run the reverse process from pure noise x_T down to an image x_0, with DDPM or DDIM.
+
+Taught in notebooks/03_ddpm_training.ipynb (DDPM, Ho et al. 2020, Algorithm 2) and
+notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in this order:
+
+1. :mod:`~dlcourse.sampling.steps`: one reverse step as a pure function, :func:`ddpm_step` and
+   :func:`ddim_step`, (model output, x_t) -> (x_prev, x0_pred). Their numbers equal diffusers'.
+2. :mod:`~dlcourse.sampling.spacing`: which timesteps a sampler visits (all T, or num_steps spaced like
+   diffusers').
+3. :mod:`~dlcourse.sampling.samplers`: :func:`ddpm_sample` and :func:`ddim_sample`, the loop
+   "for each t: denoiser -> step".
+4. :mod:`~dlcourse.sampling.denoiser`: what the loop calls: a model ``model(x_t, t)`` or any function
+   ``denoise(x_t, t)`` (a conditional model, classifier-free guidance), eager or replayed from a CUDA graph
+   (:mod:`dlcourse.cuda_graph`).
+
+:mod:`~dlcourse.sampling.checks` holds the input checks. Conventions (the same as diffusers and
+:mod:`dlcourse.schedules`): timesteps are 0-indexed, t in {0, ..., T-1}; ``prev_t`` is the timestep a step lands
+on, ``prev_t < 0`` the clean image. ``clip_x0`` is an explicit choice: None (the default, no clipping; latents
+are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images.
+"""
+
+from dlcourse.sampling.denoiser import Denoiser, make_denoiser
+from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
+from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
+from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
+
+__all__ = [
+    "FINAL_ALPHA_BAR",
+    "TIMESTEP_SPACINGS",
+    "Denoiser",
+    "StepOutput",
+    "ddim_sample",
+    "ddim_step",
+    "ddpm_sample",
+    "ddpm_step",
+    "make_denoiser",
+    "timesteps",
+]
