@@ -7,7 +7,8 @@ The notebooks in ``notebooks/`` teach each piece and import it from here. Public
 - data (01): ``Shapes``, ``load_dataset``, ``to_model_range``, ``to_display_range``;
 - the forward process (01): ``NoiseSchedule``, ``make_betas`` and the pure functions in ``dlcourse.schedules``;
 - the U-Net (02): ``UNet``, ``UNetConfig`` and its blocks;
-- training (03): ``ddpm_loss``, ``train``, ``TrainConfig``, ``EMA``; checkpoints in ``dlcourse.checkpoints``;
+- training (03): ``ddpm_loss``, ``train``, ``TrainConfig``, ``LossTerm``, ``EMA``; checkpoints in
+  ``dlcourse.checkpoints``;
 - sampling (03, 04): ``ddpm_sample``, ``ddim_sample`` and their single steps;
 - quality (03, 04): ``dlcourse.metrics``; models reused across notebooks: ``dlcourse.pretrained``;
 - pictures and widgets: ``dlcourse.viz``.
@@ -44,7 +45,7 @@ from dlcourse.report import record
 from dlcourse.runtime import Precision, checkpoint_dir, data_dir, get_device, seed_everything, select_precision
 from dlcourse.sampling import ddim_sample, ddim_step, ddpm_sample, ddpm_step, timesteps
 from dlcourse.schedules import NoiseSchedule, make_betas, q_sample, q_step
-from dlcourse.training import TrainConfig, TrainResult, ddpm_loss, train
+from dlcourse.training import LossTerm, TrainConfig, TrainResult, ddpm_loss, learning_rate, train
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "Downsample",
     "EMA",
     "ImageData",
+    "LossTerm",
     "NoiseSchedule",
     "Precision",
     "ResBlock",
@@ -80,6 +82,7 @@ __all__ = [
     "get_device",
     "load_dataset",
     "load_or_train",
+    "learning_rate",
     "make_betas",
     "metrics",
     "parse_caption",

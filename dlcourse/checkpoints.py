@@ -8,7 +8,7 @@
   ``data/checkpoints/`` keyed by its name and configuration, so any notebook can run on its own in a fresh
   runtime: it loads the model when a matching file exists and trains (then saves) it otherwise.
 
-Taught in notebooks/03_ddpm_training.ipynb.
+Taught in notebooks/03_ddpm_training.ipynb, section "One model, cached".
 """
 
 from __future__ import annotations
@@ -65,12 +65,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"{path} is empty (0 bytes): the file is corrupt (an interrupted copy, a full disk?). Delete it to retrain."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated zips, bad pickles, foreign objects
+        reason = (str(error).splitlines() or ["no message"])[0][:200]  # EOFError() has an empty message
         raise CheckpointError(
-            f"{path} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]}). The file is "
-            "corrupt (an interrupted copy?) or holds more than tensors and plain Python values. Delete it to retrain."
+            f"{path} could not be loaded ({type(error).__name__}: {reason}). The file is corrupt (an interrupted "
+            "copy?) or holds more than tensors and plain Python values. Delete it to retrain."
         ) from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dlcourse checkpoint (no {FORMAT!r} marker). Delete it to retrain.")

@@ -19,18 +19,20 @@ as TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` and diffusers' ``E
 so the first update uses 0.1 (the average is 90% the trained weights), decay_n reaches 0.9 after 80 updates,
 0.99 after 890 and 0.999 after 8,990. :func:`ema_decay_at` is that formula.
 
-Taught in notebooks/03_ddpm_training.ipynb.
+Fine-tuning a few parameters (LoRA, textual inversion) averages only those: ``EMA(model, parameters=subset)``
+copies the averaged parameters (and the buffers) and shares every other parameter with the model.
+
+Taught in notebooks/03_ddpm_training.ipynb, section "EMA vs raw weights".
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
-
-from dlcourse.checkpoints import load_weights
 
 __all__ = ["EMA", "ema_decay_at"]
 
@@ -39,8 +41,6 @@ def ema_decay_at(num_updates: int, decay: float, warmup: bool) -> float:
     """The decay used by the EMA update that follows ``num_updates`` earlier updates.
 
     Without warm-up it is ``decay``; with it, ``min(decay, (1 + n) / (10 + n))`` (see the module docstring).
-
-    Taught in notebooks/03_ddpm_training.ipynb.
     """
     if not warmup:
         return decay
@@ -50,20 +50,27 @@ def ema_decay_at(num_updates: int, decay: float, warmup: bool) -> float:
 class EMA:
     """An exponential moving average of ``model``'s parameters, kept in a separate copy of the model.
 
-    ``ema.model`` is a deep copy of ``model`` in eval mode with ``requires_grad=False``: call it to sample
-    (``ddim_sample(ema.model, ...)``). Call :meth:`update` after every optimiser step; it averages all
-    parameters in two vectorised ``torch._foreach_`` kernels and no host synchronisation.
+    ``ema.model`` is a copy of ``model`` in eval mode whose averaged parameters have ``requires_grad=False``:
+    call it to sample (``ddim_sample(ema.model, ...)``). Call :meth:`update` after every optimiser step; it
+    averages the parameters in one vectorised ``torch._foreach_`` kernel and no host synchronisation.
     :meth:`copy_to` writes the averaged weights into another model of the same architecture (e.g. to cache
     the EMA weights with :func:`dlcourse.checkpoints.load_or_train`).
 
     model: the model being trained (not a DistributedDataParallel wrapper: pass ``ddp_model.module``).
     decay: in [0, 1); 0 copies the weights at every update, 0.999 averages about the last 1,000 steps.
     warmup: ramp the decay up from 0.1 (see :func:`ema_decay_at`).
-
-    Taught in notebooks/03_ddpm_training.ipynb.
+    parameters: the parameters of ``model`` to average (None: all of them). The others are not copied:
+        ``ema.model`` shares them with ``model`` (they are the frozen part of a fine-tuning run), and
+        :meth:`state_dict` leaves them out. ``ema.parameter_names`` names the averaged ones.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.999,
+        warmup: bool = False,
+        parameters: Iterable[nn.Parameter] | None = None,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"EMA averages the weights of an nn.Module, got {type(model).__name__}.")
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -72,11 +79,26 @@ class EMA:
             raise ValueError(
                 f"decay must be in [0, 1) (the weight the average keeps at each update, e.g. 0.999); got {decay!r}."
             )
+        named = list(model.named_parameters())
+        chosen = {id(p) for _, p in named} if parameters is None else {id(p) for p in parameters}
+        if not chosen or not chosen <= {id(p) for _, p in named}:
+            raise ValueError(
+                "parameters must be a non-empty subset of the model's parameters (e.g. the LoRA parameters of "
+                "this model instance), or None to average all of them."
+            )
         self.source = model
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.num_updates = 0
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        # Positions (in model.parameters() order) of the averaged parameters; the others are shared, not copied.
+        self._averaged = [i for i, (_, p) in enumerate(named) if id(p) in chosen]
+        self.parameter_names = [named[i][0] for i in self._averaged]
+        shared = {id(p): p for _, p in named if id(p) not in chosen}  # deepcopy's memo: "copy" these to themselves
+        self.model = copy.deepcopy(model, memo=shared).eval()
+        averaged = set(self._averaged)
+        for i, p in enumerate(self.model.parameters()):
+            if i in averaged:
+                p.requires_grad_(False)
 
     @property
     def current_decay(self) -> float:
@@ -84,7 +106,7 @@ class EMA:
         return ema_decay_at(self.num_updates, self.decay, self.warmup)
 
     def _pairs(self, other: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list]:
-        """(ema params, other's params, ema buffers, other's buffers), matched by position."""
+        """(averaged ema params, other's matching params, ema buffers, other's buffers), matched by position."""
         ema_params, params = list(self.model.parameters()), list(other.parameters())
         ema_buffers, buffers = list(self.model.buffers()), list(other.buffers())
         if len(ema_params) != len(params) or len(ema_buffers) != len(buffers):
@@ -93,6 +115,7 @@ class EMA:
                 f"{len(ema_params)} and {len(ema_buffers)}: the architecture changed after the EMA was created. "
                 "Create the EMA after every change to the model (e.g. after adding LoRA layers)."
             )
+        ema_params, params = [ema_params[i] for i in self._averaged], [params[i] for i in self._averaged]
         return ema_params, params, ema_buffers, buffers
 
     @torch.no_grad()
@@ -110,7 +133,8 @@ class EMA:
     def copy_to(self, model: nn.Module) -> nn.Module:
         """Write the averaged parameters (and the buffers) into ``model``, which must have the same architecture.
 
-        Returns ``model``. Use it to sample with, or to cache, the EMA weights in a model of your own.
+        Returns ``model``. Use it to sample with, or to cache, the EMA weights in a model of your own. Parameters
+        the EMA does not average are left as they are in ``model``.
         """
         ema_params, params, ema_buffers, buffers = self._pairs(model)
         torch._foreach_copy_(params, ema_params)
@@ -118,21 +142,35 @@ class EMA:
             torch._foreach_copy_(buffers, ema_buffers)
         return model
 
+    def _own_state(self) -> dict[str, torch.Tensor]:
+        """The entries of ``ema.model.state_dict()`` this EMA owns: the averaged parameters and the buffers."""
+        shared = {name for name, _ in self.model.named_parameters()} - set(self.parameter_names)
+        return {name: value for name, value in self.model.state_dict().items() if name not in shared}
+
     def state_dict(self) -> dict[str, Any]:
         """The averaged weights and the update counter: plain values and tensors, safe to save in a checkpoint."""
-        return {
-            "decay": self.decay,
-            "warmup": self.warmup,
-            "num_updates": self.num_updates,
-            "model": self.model.state_dict(),
-        }
+        return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates, "model": self._own_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; raises if it was saved with another decay or architecture."""
+        """Restore a :meth:`state_dict`; raises if it was saved with another decay, architecture or subset."""
         if (state.get("decay"), state.get("warmup")) != (self.decay, self.warmup):
             raise ValueError(
                 f"This EMA has decay={self.decay}, warmup={self.warmup} but the state was saved with "
                 f"decay={state.get('decay')}, warmup={state.get('warmup')}. Create the EMA with the saved settings."
             )
-        load_weights(self.model, state["model"], source="EMA state")
+        own, saved = self._own_state(), state["model"]
+        if own.keys() != saved.keys():
+            raise ValueError(
+                f"The EMA state averages other weights than this EMA (missing {sorted(own.keys() - saved.keys())[:5]},"
+                f" unexpected {sorted(saved.keys() - own.keys())[:5]}): create the EMA with the same model and "
+                "parameters as the one that was saved."
+            )
+        mismatched = [
+            f"{name}: {tuple(saved[name].shape)} saved, {tuple(value.shape)} here"
+            for name, value in own.items()
+            if value.shape != saved[name].shape
+        ]
+        if mismatched:
+            raise ValueError(f"The EMA state was saved from another architecture: {'; '.join(mismatched[:5])}.")
+        self.model.load_state_dict(saved, strict=False)  # strict=False: the shared parameters are not in it
         self.num_updates = int(state["num_updates"])

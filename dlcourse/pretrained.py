@@ -6,13 +6,14 @@ run. Each function here rebuilds exactly what the teaching notebook builds, from
 ``data/checkpoints/``. Because :func:`~dlcourse.training.train` resumes from its checkpoint, a finished run
 is simply loaded (no step is repeated), an interrupted one continues, and a missing one is trained.
 
-Taught in notebooks/03_ddpm_training.ipynb; used from notebooks/04_ddim_sampling.ipynb on.
+Taught in notebooks/03_ddpm_training.ipynb, section "One model, cached"; used from notebook 04 on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,20 +73,24 @@ def ddpm_train_config(recipe: Settings) -> TrainConfig:
 
 
 def ddpm_checkpoint_path(name: str, recipe: Settings) -> Path:
-    """Where the training run of recipe ``name`` keeps its checkpoint: one file per mode and recipe."""
+    """Where the training run of recipe ``name`` keeps its checkpoint: one file per mode and recipe values."""
     return cache_path(name, dict(recipe))
 
 
 def shapes_ddpm(
-    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True
+    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
 ) -> TrainedDDPM:
     """The unconditional DDPM on Shapes of notebook 03 (recipe ``"ddpm_shapes"``): loaded, or trained now.
 
-    mode: whose sizes to use (default: the current run mode). Training takes minutes on a GPU the first time;
-    afterwards this loads ``data/checkpoints/ddpm_shapes-*.pt``. A corrupt checkpoint or one from another run
-    raises :class:`~dlcourse.checkpoints.CheckpointError`, never a silently different model.
+    mode: whose sizes to use (default: the current run mode). overrides: recipe entries to replace, e.g.
+    ``shapes_ddpm(prediction_type="eps", schedule="linear")`` for the eps model on DDPM's own schedule; an
+    unknown name raises a ValueError listing the recipe's entries. Each combination trains and caches its own
+    checkpoint (the file name hashes the whole recipe), so a comparison never loads the wrong model.
+    Training takes minutes on a GPU the first time; afterwards this loads ``data/checkpoints/ddpm_shapes-*.pt``.
+    A corrupt checkpoint or one from another run raises :class:`~dlcourse.checkpoints.CheckpointError`, never
+    a silently different model.
     """
-    recipe = settings("ddpm_shapes", mode)
+    recipe = settings("ddpm_shapes", mode, **overrides)
     device = get_device(device)
     schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
     data = Shapes(resolution=recipe.resolution, seed=recipe.seed, device=device).batch(0, recipe.n_train).images

@@ -27,9 +27,10 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
 
 
-def test_truncated_file_is_reported_as_corrupt(tmp_path):
+@pytest.mark.parametrize("kept", [0, 1, 10, 200, -1], ids=["empty", "1-byte", "10-bytes", "200-bytes", "last-byte-cut"])
+def test_truncated_file_is_reported_as_corrupt(kept, tmp_path):
     path = save_checkpoint({"model": {"w": torch.randn(100)}}, tmp_path / "a.pt")
-    path.write_bytes(path.read_bytes()[:200])
+    path.write_bytes(path.read_bytes()[:kept])
     with pytest.raises(CheckpointError, match="corrupt.*Delete it"):
         load_checkpoint(path)
 

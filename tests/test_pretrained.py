@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from dlcourse.checkpoints import CheckpointError
+from dlcourse.checkpoints import CheckpointError, load_checkpoint
 from dlcourse.modes import settings
 from dlcourse.pretrained import ddpm_checkpoint_path, shapes_ddpm
+from dlcourse.schedules import NoiseSchedule
 
 
 @pytest.fixture
@@ -38,3 +39,23 @@ def test_corrupt_cache_is_an_error_not_a_silent_retrain(data_dir):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="Delete it"):
         shapes_ddpm(mode="smoke", device="cpu", progress=False)
+
+
+def test_overrides_train_and_cache_their_own_model(data_dir):
+    eps = shapes_ddpm(mode="smoke", device="cpu", progress=False, prediction_type="eps", schedule="linear")
+    assert eps.prediction_type == "eps" and eps.recipe.schedule == "linear"
+    linear = NoiseSchedule.from_name("linear", eps.recipe.num_timesteps)
+    assert torch.equal(eps.schedule.alpha_bar, linear.alpha_bar)
+    path = ddpm_checkpoint_path("ddpm_shapes", eps.recipe)
+    assert path.is_file() and load_checkpoint(path)["config"]["prediction_type"] == "eps"
+    default = ddpm_checkpoint_path("ddpm_shapes", settings("ddpm_shapes", "smoke"))
+    assert path != default and not default.exists()  # the default recipe was not touched
+    same = settings("ddpm_shapes", "smoke", prediction_type=settings("ddpm_shapes", "smoke").prediction_type)
+    assert ddpm_checkpoint_path("ddpm_shapes", same) == default  # an override equal to the table: the same model
+    again = shapes_ddpm(mode="smoke", device="cpu", progress=False, schedule="linear", prediction_type="eps")
+    assert again.result.start_step == eps.result.steps  # loaded, whatever the order of the overrides
+
+
+def test_an_unknown_override_is_refused(data_dir):
+    with pytest.raises(ValueError, match="nonsense"):
+        shapes_ddpm(mode="smoke", device="cpu", progress=False, nonsense=1)

@@ -1,4 +1,4 @@
-"""Tests of dlcourse.training (the DDPM loss, the training loop, checkpoints, DDP) and dlcourse.ema."""
+"""Tests of dlcourse.training (the DDPM loss, the general training loop, checkpoints, DDP) and dlcourse.ema."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from dlcourse.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
@@ -24,7 +25,8 @@ from dlcourse.ema import EMA, ema_decay_at
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.runtime import Precision
 from dlcourse.schedules import NoiseSchedule
-from dlcourse.training import TrainConfig, ddpm_loss, learning_rate, train
+from dlcourse.training import LossTerm, TrainConfig, ddpm_loss, learning_rate, train
+from dlcourse.training.batches import Examples, Source, draw_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"resolution": 16, "base_channels": 16, "channel_mults": (1, 2), "attention_resolutions": ()}
@@ -396,7 +398,7 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(damage, tmp_path, shapes16, 
     [
         (lambda: {"config": replace(BASE_CONFIG, lr=1e-3)}, "lr"),
         (lambda: {"model": tiny_unet(base_channels=8)}, "model_config"),
-        (lambda: {"data": Shapes(resolution=16, seed=1, device="cpu").batch(0, 128).images}, "data_sum"),
+        (lambda: {"data": Shapes(resolution=16, seed=1, device="cpu").batch(0, 128).images}, "data"),
     ],
     ids=["config", "architecture", "data"],
 )
@@ -433,6 +435,331 @@ def test_load_or_train_caches_the_ema_weights(tmp_path, shapes16):
     assert len(extra["loss_history"]) == 3 and extra["images_per_second"] > 0
     loaded, _ = load_or_train("ddpm_test", cache, tiny_unet, lambda m: pytest.fail("retrained"), directory=tmp_path)
     assert_same(loaded.state_dict(), trained["ema"], "cached weights")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The general loop: conditions and their dropout, a parameter subset, extra loss terms, a frozen encoder.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TinyConfig:
+    in_channels: int = 3
+    resolution: int = 16
+
+
+class TinyDenoiser(nn.Module):
+    """conv, + time embedding (+ class-label embedding), SiLU, conv; remembers the labels it was called with.
+
+    Label ``num_classes`` is the extra "no class" row that condition dropout trains.
+    """
+
+    def __init__(self, in_channels: int = 3, resolution: int = 16, num_classes: int = 0, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.config = TinyConfig(in_channels, resolution)
+        self.conv_in = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.time = nn.Embedding(1000, 8)
+        self.label = nn.Embedding(num_classes + 1, 8) if num_classes else None
+        self.conv_out = nn.Conv2d(8, in_channels, 3, padding=1)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, t, class_labels=None):
+        h = self.conv_in(x) + self.time(t)[:, :, None, None]
+        if class_labels is not None:
+            self.seen.append(class_labels.detach().clone())
+            h = h + self.label(class_labels)[:, :, None, None]
+        return self.conv_out(F.silu(h))
+
+
+NUM_CLASSES = 5  # Shapes' shape kinds
+GENERAL = TrainConfig(steps=8, batch_size=8, lr=1e-2, warmup_steps=2, ema_decay=0.9, checkpoint_every=4, log_every=2)
+
+
+@pytest.fixture(scope="module")
+def labelled16() -> dict[str, torch.Tensor]:
+    batch = Shapes(resolution=16, seed=0, device="cpu").batch(0, 128)
+    return {"x0": batch.images, "class_labels": batch.attributes["shape"]}
+
+
+@pytest.fixture(scope="module")
+def prior16() -> torch.Tensor:
+    """Another set of images, for a second loss term (as DreamBooth's generated class images)."""
+    return Shapes(resolution=16, seed=1, device="cpu").batch(0, 32).images
+
+
+def frozen_encoder() -> nn.Module:
+    """(B, 3, 16, 16) -> (B, 4, 8, 8) latents, well outside [-1, 1]."""
+    torch.manual_seed(42)
+    encoder = nn.Conv2d(3, 4, 2, stride=2)
+    with torch.no_grad():
+        encoder.weight.mul_(6)
+    return encoder
+
+
+def state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: nn.Module) -> set[str]:
+    return {name for name, value in module.state_dict().items() if not torch.equal(before[name], value)}
+
+
+def test_draw_batch_keeps_conditions_with_their_examples_and_drops_them_together():
+    x0 = torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 2, 2)
+    examples = Examples(x0, {"class_labels": torch.arange(10), "mask": torch.ones(10, 3, dtype=torch.bool)})
+    null = {"class_labels": torch.tensor(-1), "mask": torch.zeros(3, dtype=torch.bool)}
+    source = Source(examples, 1000, 1.0, torch.Generator().manual_seed(0))
+    x, conditions = draw_batch(source, p_uncond=0.25, null_condition=null)
+
+    replay = torch.Generator().manual_seed(0)  # the documented order: indices, then the dropout coins
+    index = torch.randint(10, (1000,), generator=replay)
+    drop = torch.rand(1000, generator=replay) < 0.25
+    assert torch.equal(x[:, 0, 0, 0], index.float())
+    assert torch.equal(conditions["class_labels"], torch.where(drop, -1, index))
+    assert torch.equal(conditions["mask"].any(dim=1), ~drop)  # all conditions of an example dropped together
+    assert torch.equal(source.generator.get_state(), replay.get_state())
+
+    plain = Source(examples, 1000, 1.0, torch.Generator().manual_seed(0))
+    draw_batch(plain, p_uncond=0.0, null_condition=null)  # no dropout: the indices are the only draw
+    replay = torch.Generator().manual_seed(0)
+    torch.randint(10, (1000,), generator=replay)
+    assert torch.equal(plain.generator.get_state(), replay.get_state())
+
+
+def test_a_conditional_model_trains_with_condition_dropout(labelled16):
+    config = replace(GENERAL, steps=50, batch_size=32, p_uncond=0.3)
+    model = TinyDenoiser(num_classes=NUM_CLASSES)
+    null_row = model.label.weight[NUM_CLASSES].clone()
+    result = train(model, labelled16, linear_schedule(), config, null_condition={"class_labels": NUM_CLASSES}, **QUIET)
+    seen = torch.cat(model.seen)
+    assert seen.shape == (50 * 32,)
+    dropped = (seen == NUM_CLASSES).float().mean().item()
+    assert abs(dropped - 0.3) < 0.05, dropped  # 1,600 coins: the standard deviation is 0.011
+    assert set(seen[seen != NUM_CLASSES].tolist()) == set(range(NUM_CLASSES))  # the labels of the examples
+    assert not torch.equal(result.model.label.weight[NUM_CLASSES], null_row)  # the "no class" row is trained
+    assert all(math.isfinite(v) for v in result.loss_history)
+
+    model = TinyDenoiser(num_classes=NUM_CLASSES)
+    train(model, labelled16, linear_schedule(), replace(config, steps=5, p_uncond=0.0), **QUIET)
+    assert NUM_CLASSES not in torch.cat(model.seen).tolist()  # p_uncond = 0: every label reaches the model
+
+
+def test_only_the_trainable_parameters_change(tmp_path, shapes16):
+    model = TinyDenoiser()
+    before = state(model)
+    model.conv_in.bias.requires_grad_(False)  # a flag set by the caller: train() restores it
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    subset = [model.conv_out.weight, model.conv_out.bias]
+    path = tmp_path / "run.pt"
+    result = train(model, shapes16, linear_schedule(), GENERAL, trainable=subset, checkpoint_path=path, **QUIET)
+
+    assert changed(before, model) == {"conv_out.weight", "conv_out.bias"}  # everything else bitwise unchanged
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("conv_out"))
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["optimizer"]["param_groups"][0]["params"] == [0, 1]  # the optimiser holds the subset...
+    assert len(checkpoint["optimizer"]["state"]) == 2
+    assert result.ema.parameter_names == ["conv_out.weight", "conv_out.bias"]  # ...and so does the EMA
+    assert set(checkpoint["ema"]["model"]) == {"conv_out.weight", "conv_out.bias"}
+    assert checkpoint["fingerprint"]["trainable"] == ["conv_out.weight", "conv_out.bias"]
+    assert result.ema_model.conv_in.weight is model.conv_in.weight  # shared with the model, not copied
+    assert not torch.equal(result.ema_model.conv_out.weight, model.conv_out.weight)  # averaged
+    copy = result.ema.copy_to(TinyDenoiser())
+    assert_same(copy.state_dict(), result.ema_model.state_dict(), "copy_to")
+
+
+def test_ema_of_a_parameter_subset():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    ema = EMA(model, decay=0.5, parameters=[model[0].weight])
+    assert ema.parameter_names == ["0.weight"] and ema.model[0].bias is model[0].bias
+    assert model[0].weight.requires_grad and model[0].bias.requires_grad  # the model's flags are untouched
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(2.0)
+    model.train()(torch.randn(8, 3))  # updates the running statistics
+    ema.update()
+    torch.testing.assert_close(ema.model[0].weight, start + 1.0)  # 0.5 * start + 0.5 * (start + 2)
+    assert torch.equal(ema.model[1].running_mean, model[1].running_mean)  # buffers copied
+    saved = ema.state_dict()
+    assert set(saved["model"]) == {"0.weight", "1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    other = EMA(model, decay=0.5, parameters=[model[0].weight])
+    other.load_state_dict(saved)
+    assert torch.equal(other.model[0].weight, ema.model[0].weight) and other.num_updates == 1
+    with pytest.raises(ValueError, match="other weights"):
+        EMA(model, decay=0.5).load_state_dict(saved)
+    with pytest.raises(ValueError, match="subset"):
+        EMA(model, parameters=[nn.Parameter(torch.zeros(3))])
+
+
+def recording_loss(calls: list):
+    def loss_fn(model, x0, schedule, prediction_type, *, generator, model_kwargs):
+        loss = ddpm_loss(model, x0, schedule, prediction_type, generator=generator, model_kwargs=model_kwargs)
+        calls.append((x0.shape[0], loss.item()))
+        return loss
+
+    return loss_fn
+
+
+def test_a_loss_term_adds_its_weighted_loss_and_weight_0_is_the_plain_run(shapes16, prior16):
+    schedule = linear_schedule()
+    plain = train(TinyDenoiser(), shapes16, schedule, GENERAL, **QUIET)
+    zero = train(TinyDenoiser(), shapes16, schedule, GENERAL, extra_terms=[LossTerm(prior16, weight=0.0)], **QUIET)
+    assert_same(zero.model.state_dict(), plain.model.state_dict(), "weights")
+    assert_same(zero.ema.state_dict(), plain.ema.state_dict(), "EMA")
+    assert zero.loss_history == plain.loss_history
+
+    calls = []
+    term = LossTerm(prior16, weight=0.5, batch_size=4)
+    config = replace(GENERAL, steps=3, log_every=1)
+    loss_fn = recording_loss(calls)
+    result = train(TinyDenoiser(), shapes16, schedule, config, loss_fn=loss_fn, extra_terms=[term], **QUIET)
+    assert [size for size, _ in calls] == [8, 4] * 3  # the data's batch, then the term's, every step
+    expected = [main + 0.5 * prior for (_, main), (_, prior) in zip(calls[::2], calls[1::2], strict=True)]
+    assert result.loss_history == pytest.approx(expected, rel=1e-6)
+    assert not torch.equal(result.model.conv_out.weight, plain.model.conv_out.weight)
+
+
+def test_a_model_on_the_latents_of_a_frozen_encoder(shapes16):
+    encoder = frozen_encoder()
+    encoder_before, model = state(encoder), TinyDenoiser(in_channels=4, resolution=8)
+    model_before = state(model)
+    result = train(model, shapes16, linear_schedule(), GENERAL, encode=encoder, **QUIET)
+    assert not changed(encoder_before, encoder) and all(p.grad is None for p in encoder.parameters())
+    assert all(p.requires_grad for p in encoder.parameters())  # frozen by no_grad, not by changing its flags
+    assert changed(model_before, model) == set(model_before)  # every parameter of the model trained
+
+    with torch.no_grad():
+        latents = encoder(shapes16)  # cached latents: the same run without the encoder in the loop
+    assert latents.abs().max() > 2
+    with pytest.raises(ValueError, match=re.escape("data_range=None")):
+        train(refuse_calls(TinyDenoiser(4, 8)), latents, linear_schedule(), GENERAL, **QUIET)
+    cached = train(TinyDenoiser(4, 8), latents, linear_schedule(), GENERAL, data_range=None, **QUIET)
+    for (name, a), b in zip(result.model.state_dict().items(), cached.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+GENERAL_RUNS = {
+    "conditional": lambda model: {"null_condition": {"class_labels": NUM_CLASSES}},
+    "subset": lambda model: {"trainable": [model.conv_out.weight, model.time.weight]},
+    "two-terms": lambda model: {"extra_terms": [LossTerm(Shapes(16, seed=1, device="cpu").batch(0, 16).images, 0.5)]},
+    "encoder": lambda model: {"encode": frozen_encoder()},
+}
+
+
+@pytest.mark.parametrize("case", list(GENERAL_RUNS))
+def test_general_runs_resume_bit_for_bit(case, tmp_path, labelled16):
+    """Train 8 steps straight; train 4, stop, resume to 8: the same checkpoint, bit for bit."""
+
+    def build():
+        torch.manual_seed(0)  # the torch RNG state the run starts from does not matter either
+        if case == "encoder":
+            return TinyDenoiser(in_channels=4, resolution=8)
+        return TinyDenoiser(num_classes=NUM_CLASSES) if case == "conditional" else TinyDenoiser()
+
+    data = labelled16 if case == "conditional" else labelled16["x0"]
+    config = replace(GENERAL, p_uncond=0.25 if case == "conditional" else 0.0)
+    straight, halves = tmp_path / "straight.pt", tmp_path / "halves.pt"
+    model = build()
+    train(model, data, linear_schedule(), config, checkpoint_path=straight, **GENERAL_RUNS[case](model), **QUIET)
+    model = build()
+    options = GENERAL_RUNS[case](model)
+    train(model, data, linear_schedule(), replace(config, steps=4), checkpoint_path=halves, **options, **QUIET)
+    model = build()
+    result = train(model, data, linear_schedule(), config, checkpoint_path=halves, **GENERAL_RUNS[case](model), **QUIET)
+    assert result.start_step == 4
+    a, b = load_checkpoint(straight), load_checkpoint(halves)
+    for key in ("model", "ema", "optimizer", "loss_history", "rng", "step", "fingerprint"):
+        assert_same(b[key], a[key], key)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "fix"),
+    [
+        (lambda d, m: {"data": {"images": d["x0"]}}, ValueError, "without 'x0'"),
+        (lambda d, m: {"data": {**d, "class_labels": d["class_labels"][:100]}}, ValueError, "one entry per example"),
+        (lambda d, m: {"config": replace(GENERAL, p_uncond=0.1)}, ValueError, "no value for ['class_labels']"),
+        (lambda d, m: {"null_condition": {"class_labels": torch.zeros(2)}, "config": replace(GENERAL, p_uncond=0.1)},
+         ValueError, "one example's value"),
+        (lambda d, m: {"null_condition": {"context": 0}}, ValueError, "not conditions of the data"),
+        (lambda d, m: {"data": d["x0"], "config": replace(GENERAL, p_uncond=0.1)}, ValueError, "has none"),
+        (lambda d, m: {"trainable": [nn.Parameter(torch.zeros(3))]}, ValueError, "not parameters of the"),
+        (lambda d, m: {"trainable": m.conv_out}, TypeError, "not a module"),
+        (lambda d, m: {"trainable": []}, ValueError, "empty"),
+        (lambda d, m: {"extra_terms": [d["x0"]]}, TypeError, "LossTerm(data="),
+        (lambda d, m: {"extra_terms": [LossTerm(d["x0"][:, :1])]}, ValueError, "extra_terms[0].data has 1 channel"),
+        (lambda d, m: {"encode": frozen_encoder()}, ValueError, "the encoder's output for data has 4 channel"),
+        (lambda d, m: {"encode": 3}, TypeError, "encode must be"),
+        (lambda d, m: {"loss_fn": "mse"}, TypeError, "loss_fn"),
+    ],
+    ids=["no-x0", "condition-length", "no-null", "null-shape", "null-name", "nothing-to-drop", "stranger",
+         "module", "empty-subset", "not-a-term", "term-channels", "encoder-channels", "encode", "loss_fn"],
+)  # fmt: skip
+def test_bad_general_inputs_are_refused_before_training(make, error, fix, labelled16):
+    model = refuse_calls(TinyDenoiser(num_classes=NUM_CLASSES))
+    inputs = {"data": labelled16, "config": GENERAL, **make(labelled16, model)}
+    data, config = inputs.pop("data"), inputs.pop("config")
+    with pytest.raises(error, match=re.escape(fix)):
+        train(model, data, linear_schedule(), config, **inputs, **QUIET)
+
+
+def test_loss_term_and_p_uncond_settings_are_checked(prior16):
+    with pytest.raises(ValueError, match="weight"):
+        LossTerm(prior16, weight=-1.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        LossTerm(prior16, batch_size=0)
+    with pytest.raises(ValueError, match="p_uncond"):
+        TrainConfig(p_uncond=1.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda m, d: {"data": {"x0": d, "class_labels": torch.zeros(len(d), dtype=torch.long)}}, "conditions"),
+        (lambda m, d: {"trainable": [m.conv_out.weight]}, "trainable"),
+        (lambda m, d: {"extra_terms": [LossTerm(d, weight=0.0)]}, "extra_terms"),
+        (lambda m, d: {"encode": nn.Conv2d(3, 3, 1)}, "encoder"),
+        (lambda m, d: {"loss_fn": recording_loss([])}, "loss_fn"),
+    ],
+    ids=["conditions", "trainable", "extra-term", "encoder", "loss_fn"],
+)
+def test_a_plain_checkpoint_does_not_resume_a_general_run(change, named, tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    path.write_bytes(base_checkpoint)
+    model = refuse_calls(tiny_unet())
+    options = {"data": shapes16, **change(model, shapes16)}
+    data = options.pop("data")
+    with pytest.raises(CheckpointError, match=named):
+        train(model, data, linear_schedule(), replace(BASE_CONFIG, steps=3), checkpoint_path=path, **options, **QUIET)
+
+
+def test_a_loop_written_by_hand_equals_train(shapes16):
+    """Notebook 03's loop on the page: Algorithm 1 with warm-up, clipping, AdamW and the EMA, as train() runs it."""
+    config = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=3, ema_decay=0.9, seed=7)
+    schedule = linear_schedule()
+    model = tiny_unet(zero_init=False, dropout=0.0).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
+    generator = torch.Generator().manual_seed(config.seed)
+    for step in range(1, config.steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, step / config.warmup_steps)
+        x0 = shapes16[torch.randint(len(shapes16), (config.batch_size,), generator=generator)]
+        t = torch.randint(0, schedule.num_timesteps, (config.batch_size,), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator)
+        alpha_bar = schedule.alpha_bar[t].view(-1, 1, 1, 1)
+        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+        loss = F.mse_loss(model(x_t, t), eps)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        ema.update()
+
+    result = train(tiny_unet(zero_init=False, dropout=0.0), shapes16, schedule, config, **QUIET)
+    assert_same(result.model.state_dict(), model.state_dict(), "weights")
+    assert_same(result.ema_model.state_dict(), ema.model.state_dict(), "EMA weights")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -475,10 +802,16 @@ def test_two_process_ddp_keeps_ranks_identical_and_resumes(tmp_path):
     for rank in ranks:  # 2 steps, then a resume to 4, gives the weights of 4 steps straight
         assert rank["resumed_start"] == 2
         assert_same(rank["resumed_model"], rank["model"], "resumed weights")
+    # the general loop (condition dropout, a parameter subset, an extra term): rank 0's weights on both ranks,
+    # the subset trained, the rest as rank 0 built it
+    assert_same(ranks[0]["general_model"], ranks[1]["general_model"], "general loop weights")
+    trained = {k for k, v in ranks[0]["general_model"].items() if not torch.equal(v, ranks[0]["general_initial"][k])}
+    assert trained == {"label.weight", "conv_out.weight", "conv_out.bias"}
 
     checkpoint = load_checkpoint(tmp_path / "full.pt")
     assert checkpoint["fingerprint"]["world_size"] == 2 and len(checkpoint["rng"]) == 2
-    assert not torch.equal(checkpoint["rng"][0]["generator"], checkpoint["rng"][1]["generator"])  # seed + rank
+    generators = [checkpoint["rng"][rank]["generators"][0] for rank in (0, 1)]
+    assert not torch.equal(*generators)  # seeded with seed + rank
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -508,4 +841,36 @@ def test_cuda_training_has_no_host_sync_per_step():
         return sum("synchroniz" in str(w.message) for w in caught)
 
     count_syncs(3)  # warm-up: cuDNN autotuning, lazy initialisation
+    assert count_syncs(5) == count_syncs(25)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_general_loop_has_no_host_sync_per_step():
+    """Conditions with dropout, a frozen encoder, a parameter subset and an extra term add no host sync either."""
+    batch = Shapes(resolution=16, seed=0, device="cuda").batch(0, 128)
+    data = {"x0": batch.images, "class_labels": batch.attributes["shape"]}
+    encoder = frozen_encoder()
+
+    def count_syncs(steps: int) -> int:
+        config = TrainConfig(steps=steps, batch_size=8, log_every=1000, p_uncond=0.2)
+        model = TinyDenoiser(in_channels=4, resolution=8, num_classes=NUM_CLASSES)
+        options = {
+            "trainable": [model.label.weight, *model.conv_out.parameters()],
+            "null_condition": {"class_labels": NUM_CLASSES},
+            "encode": encoder,
+            "extra_terms": [LossTerm({"x0": data["x0"][:16], "class_labels": data["class_labels"][:16]}, 0.5)],
+        }
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = train(model, data, linear_schedule(), config, device="cuda", progress=False, **options)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert len(result.loss_history) == steps and all(math.isfinite(v) for v in result.loss_history)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    count_syncs(3)
     assert count_syncs(5) == count_syncs(25)

@@ -21,8 +21,8 @@ are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images.
 
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
-from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
 from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
+from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
 
 __all__ = [
     "FINAL_ALPHA_BAR",

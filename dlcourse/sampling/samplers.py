@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from dlcourse.runtime import Precision
 from dlcourse.sampling.checks import check_eta, check_sampler_inputs
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser, sampling_mode
-from dlcourse.sampling.steps import ddim_step, ddpm_step
 from dlcourse.sampling.spacing import timesteps
+from dlcourse.sampling.steps import ddim_step, ddpm_step
 from dlcourse.schedules import NoiseSchedule
 
 __all__ = ["ddim_sample", "ddpm_sample"]

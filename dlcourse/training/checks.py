@@ -1,0 +1,243 @@
+"""The checks :func:`~dlcourse.training.train` runs before its first step, and the NaN check at log points.
+
+Each refuses a bad input with what was wrong and how to fix it, before any training time is spent. The data
+checks cost one host sync per tensor (its range and sum, which also go into the run's fingerprint); nothing
+here runs inside a training step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dlcourse.schedules import NoiseSchedule
+from dlcourse.training.batches import Examples
+from dlcourse.training.config import LossTerm, TrainConfig
+from dlcourse.training.trainable import select_trainable
+
+__all__ = ["CheckedInputs", "check_finite", "check_inputs", "summary"]
+
+_RANGE_TOLERANCE = 1e-3  # as in dlcourse.schedules: a little slack for rounding (e.g. after a resize)
+_IMAGE_RANGE = (-1.0, 1.0)
+
+
+@dataclass
+class CheckedInputs:
+    """train()'s inputs after the checks (tensors still where the caller put them).
+
+    sources: one (examples, batch size, weight, summary) per batch source: the data first, then each extra term.
+    null_condition: {name: one example's value}, the condition dropout replaces conditions with.
+    trainable: (name, parameter) pairs of the parameters to train.
+    """
+
+    sources: list[tuple[Examples, int, float, dict[str, Any]]]
+    null_condition: dict[str, Tensor]
+    trainable: list[tuple[str, nn.Parameter]]
+
+
+def summary(tensor: Tensor) -> dict[str, Any]:
+    """Shape, dtype and sum of a tensor (one host sync): enough to tell two datasets apart in a fingerprint."""
+    return {"shape": list(tensor.shape), "dtype": str(tensor.dtype), "sum": tensor.sum(dtype=torch.float64).item()}
+
+
+def check_inputs(
+    model: nn.Module,
+    data: Tensor | Mapping[str, Tensor],
+    schedule: NoiseSchedule,
+    config: TrainConfig,
+    *,
+    trainable: Iterable[nn.Parameter] | None,
+    null_condition: Mapping[str, Any] | None,
+    encode: Callable[[Tensor], Tensor] | None,
+    loss_fn: Callable[..., Tensor],
+    extra_terms: Sequence[LossTerm],
+    data_range: tuple[float, float] | None,
+    device: torch.device,
+) -> CheckedInputs:
+    """Check everything train() was given; raise TypeError/ValueError with the fix at the first problem."""
+    config.validate()
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.from_name('linear')), got {schedule!r}.")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function with ddpm_loss's signature, got {type(loss_fn).__name__}.")
+    if encode is not None and not callable(encode):
+        raise TypeError(f"encode must be a module or function mapping x0 to latents, got {type(encode).__name__}.")
+    if data_range is not None and not (len(data_range) == 2 and data_range[0] < data_range[1]):
+        raise ValueError(f"data_range must be a pair (low, high) with low < high, or None; got {data_range!r}.")
+    for term in extra_terms:
+        if not isinstance(term, LossTerm):
+            raise TypeError(
+                f"extra_terms holds LossTerm objects, not {type(term).__name__}: LossTerm(data=..., weight=...)."
+            )
+    sources = [(data, config.batch_size, 1.0, "data")]
+    sources += [
+        (term.data, term.batch_size or config.batch_size, term.weight, f"extra_terms[{i}].data")
+        for i, term in enumerate(extra_terms)
+    ]
+    checked = []
+    for source, batch_size, weight, where in sources:
+        examples, described = _check_data(source, model, batch_size, data_range, encode, device, where)
+        checked.append((examples, batch_size, weight, described))
+    nulls = _check_null_condition(null_condition, [examples for examples, *_ in checked], config.p_uncond)
+    return CheckedInputs(checked, nulls, select_trainable(model, trainable))
+
+
+def _check_data(
+    data: Any,
+    model: nn.Module,
+    batch_size: int,
+    data_range: tuple[float, float] | None,
+    encode: Callable[[Tensor], Tensor] | None,
+    device: torch.device,
+    where: str,
+) -> tuple[Examples, dict[str, Any]]:
+    """Refuse data the model cannot train on; returns the examples and their summary (for the fingerprint)."""
+    if isinstance(data, Mapping):
+        if "x0" not in data:
+            raise ValueError(
+                f"{where} is a mapping without 'x0' (it has {sorted(data)}): put the examples (N, C, H, W) under "
+                "'x0' and the per-example conditions under the names the model takes, e.g. "
+                "{'x0': images, 'class_labels': labels}."
+            )
+        x0, conditions = data["x0"], {name: value for name, value in data.items() if name != "x0"}
+    else:
+        x0, conditions = data, {}
+    if not isinstance(x0, Tensor):
+        hint = " (pass data.images, or {'x0': data.images, 'class_labels': ...})" if hasattr(x0, "images") else ""
+        raise TypeError(f"{where} must be a tensor (N, C, H, W) or a mapping with 'x0', got {type(x0).__name__}{hint}.")
+    if x0.ndim != 4:
+        raise ValueError(
+            f"{where} must be a batch of images (N, C, H, W); got shape {tuple(x0.shape)}. A single image "
+            "(C, H, W): data.unsqueeze(0); grayscale images (N, H, W): data.unsqueeze(1)."
+        )
+    if not x0.is_floating_point():
+        raise ValueError(
+            f"{where} has dtype {x0.dtype}, but the model trains on floats in [-1, 1]. For uint8 pixels in "
+            "[0, 255] use dlcourse.data.to_model_range(data.float() / 255)."
+        )
+    n = x0.shape[0]
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than {where} ({n} examples). Use a smaller batch_size or more examples."
+        )
+    for name, value in conditions.items():
+        if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != n:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"{where}[{name!r}] must be a tensor with one entry per example ({n}, ...), like {where}['x0'] "
+                f"({n} examples); got {shape}. Conditions are per example: labels (N,), embeddings (N, L, D)."
+            )
+    _check_model_input(x0, model, encode, device, where)
+    lo, hi = torch.aminmax(x0.detach())
+    lo, hi, total = torch.stack([lo.double(), hi.double(), x0.detach().sum(dtype=torch.float64)]).tolist()  # one sync
+    if not math.isfinite(total):
+        raise ValueError(f"{where} contains NaN or inf values; clean it before training (torch.isfinite(x0).all()).")
+    if data_range is not None and (lo < data_range[0] - _RANGE_TOLERANCE or hi > data_range[1] + _RANGE_TOLERANCE):
+        raise ValueError(
+            f"{where} has values in [{lo:.4g}, {hi:.4g}], but diffusion models train on images in [-1, 1]. Images "
+            "in [0, 1]: dlcourse.data.to_model_range(data); in [0, 255]: dlcourse.data.to_model_range(data / 255). "
+            "Latents (e.g. cached encoder outputs) have no fixed range: pass data_range=None."
+        )
+    if tuple(data_range or ()) == _IMAGE_RANGE and lo >= 0:
+        warnings.warn(
+            f"{where} has no negative values (range [{lo:.4g}, {hi:.4g}]): are these images in [0, 1] instead of "
+            "[-1, 1]? If so, train on dlcourse.data.to_model_range(data).",
+            stacklevel=4,
+        )
+    described = {"x0": {"shape": list(x0.shape), "dtype": str(x0.dtype), "sum": total}}
+    if conditions:
+        described["conditions"] = {name: summary(value) for name, value in conditions.items()}
+    return Examples(x0, dict(conditions)), described
+
+
+def _check_model_input(
+    x0: Tensor, model: nn.Module, encode: Callable[[Tensor], Tensor] | None, device: torch.device, where: str
+) -> None:
+    """The channels and resolution of what the model sees (x0, or the encoder's latents) fit model.config."""
+    seen, what = x0, where
+    if encode is not None:
+        with torch.no_grad():
+            seen = encode(x0[:1].to(device))  # one example through the encoder: the latents' shape
+        if not isinstance(seen, Tensor) or seen.ndim != 4:
+            got = tuple(seen.shape) if isinstance(seen, Tensor) else type(seen).__name__
+            raise ValueError(f"encode must return latents (B, C, H, W) for x0 (B, C, H, W), got {got}.")
+        what = f"the encoder's output for {where}"
+    config = getattr(model, "config", None)
+    channels, resolution = getattr(config, "in_channels", None), getattr(config, "resolution", None)
+    _, c, h, w = seen.shape
+    if channels is not None and c != channels:
+        raise ValueError(
+            f"{what} has {c} channel(s) but the model expects {channels} (its config's in_channels). Build the "
+            f"model with in_channels={c}, or convert the data (grayscale to RGB: data.expand(-1, 3, -1, -1))."
+        )
+    if resolution is not None and (h, w) != (resolution, resolution):
+        raise ValueError(
+            f"{what} is {h}x{w} but the model was built for {resolution}x{resolution} (its config's resolution). "
+            f"Build the model with resolution={h} or load the data with load_dataset(..., resolution={resolution})."
+        )
+
+
+def _check_null_condition(
+    null_condition: Mapping[str, Any] | None, sources: list[Examples], p_uncond: float
+) -> dict[str, Tensor]:
+    """The null condition as {name: tensor of one example's shape and dtype}; every condition needs one."""
+    conditions: dict[str, Tensor] = {}
+    for examples in sources:
+        for name, value in examples.conditions.items():
+            conditions.setdefault(name, value)
+    if p_uncond > 0 and not conditions:
+        raise ValueError(
+            f"TrainConfig.p_uncond={p_uncond} drops conditions, but the data has none. Pass the data as a mapping, "
+            "e.g. {'x0': images, 'class_labels': labels}, or set p_uncond=0."
+        )
+    null_condition = dict(null_condition or {})
+    if p_uncond > 0 and conditions.keys() - null_condition.keys():
+        missing = sorted(conditions.keys() - null_condition.keys())
+        raise ValueError(
+            f"TrainConfig.p_uncond={p_uncond} replaces each condition by its null value, but null_condition has no "
+            f"value for {missing}. Pass null_condition={{name: one example's value}}, e.g. the label of the extra "
+            "'no class' row of the label embedding, or the embedding of the empty prompt."
+        )
+    if null_condition.keys() - conditions.keys():
+        raise ValueError(
+            f"null_condition has values for {sorted(null_condition.keys() - conditions.keys())}, which are not "
+            f"conditions of the data ({sorted(conditions)})."
+        )
+    if null_condition and p_uncond == 0:
+        warnings.warn("null_condition is used only when TrainConfig.p_uncond > 0; it is ignored.", stacklevel=4)
+    nulls = {}
+    for name, value in null_condition.items():
+        null = torch.as_tensor(value)
+        example_shapes = {tuple(e.conditions[name].shape[1:]) for e in sources if name in e.conditions}
+        shape = example_shapes.pop()
+        if example_shapes or tuple(null.shape) not in (shape, (1, *shape)):
+            raise ValueError(
+                f"null_condition[{name!r}] has shape {tuple(null.shape)}, but one example of the condition has "
+                f"shape {shape} (every data source must agree): pass one example's value."
+            )
+        nulls[name] = null.reshape(shape).to(conditions[name].dtype)
+    return nulls
+
+
+def check_finite(losses: list[float], first_step: int, checkpoint_path: str | Path | None) -> None:
+    """Raise FloatingPointError at the first NaN/inf loss; ``losses[i]`` is the loss of step first_step + i + 1."""
+    bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+    if bad is None:
+        return
+    kept = ""
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        kept = f" The last checkpoint written before it is kept at {checkpoint_path}."
+    raise FloatingPointError(
+        f"The training loss became {losses[bad]} at step {first_step + bad + 1}, so training stopped. Likely causes: "
+        "the learning rate is too high (try TrainConfig(lr=1e-4) or more warmup_steps); fp16 without loss scaling "
+        "(use select_precision(device), which pairs fp16 with a GradScaler, or bf16); data not in [-1, 1] (see "
+        "data.aminmax(); dlcourse.data.to_model_range converts [0, 1] images); or a custom model that outputs "
+        f"NaN/inf (check torch.isfinite(model(x_t, t)).all() on one batch).{kept}"
+    )
