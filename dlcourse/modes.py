@@ -48,11 +48,15 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   "num_res_blocks": 1, "timing_iters": 1, "seed": 0},
     },
     "03_ddpm_training": {
+        # hand_steps: steps of Algorithm 1's loop written on the page (and of train() on the same settings).
         # sample_steps: DDPM steps for the samples (all 1000 on a GPU; strided on a CPU to stay in minutes).
-        # n_eval: samples (and real images a side) for FID/KID; strip_every: steps between denoising-strip frames.
-        "gpu": {"n_eval": 2000, "sample_steps": 1000, "sample_batch": 1000, "n_show": 16, "seed": 0},
-        "cpu": {"n_eval": 300, "sample_steps": 100, "sample_batch": 300, "n_show": 16, "seed": 0},
-        "smoke": {"n_eval": 16, "sample_steps": 4, "sample_batch": 16, "n_show": 4, "seed": 0},
+        # n_eval: samples (and real images a side) for FID/KID; n_x0_error: real images per t in the x0-error plot.
+        "gpu": {"hand_steps": 300, "n_eval": 2000, "sample_steps": 1000, "sample_batch": 1000, "n_show": 16,
+                "n_x0_error": 512, "seed": 0},
+        "cpu": {"hand_steps": 150, "n_eval": 300, "sample_steps": 100, "sample_batch": 300, "n_show": 16,
+                "n_x0_error": 128, "seed": 0},
+        "smoke": {"hand_steps": 3, "n_eval": 16, "sample_steps": 4, "sample_batch": 16, "n_show": 4,
+                  "n_x0_error": 8, "seed": 0},
     },
     "04_ddim_sampling": {
         # The steps x sampler table: every cell samples n_eval images from the same noise.

@@ -734,34 +734,6 @@ def test_a_plain_checkpoint_does_not_resume_a_general_run(change, named, tmp_pat
         train(model, data, linear_schedule(), replace(BASE_CONFIG, steps=3), checkpoint_path=path, **options, **QUIET)
 
 
-def test_a_loop_written_by_hand_equals_train(shapes16):
-    """Notebook 03's loop on the page: Algorithm 1 with warm-up, clipping, AdamW and the EMA, as train() runs it."""
-    config = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=3, ema_decay=0.9, seed=7)
-    schedule = linear_schedule()
-    model = tiny_unet(zero_init=False, dropout=0.0).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
-    generator = torch.Generator().manual_seed(config.seed)
-    for step in range(1, config.steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, step / config.warmup_steps)
-        x0 = shapes16[torch.randint(len(shapes16), (config.batch_size,), generator=generator)]
-        t = torch.randint(0, schedule.num_timesteps, (config.batch_size,), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator)
-        alpha_bar = schedule.alpha_bar[t].view(-1, 1, 1, 1)
-        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
-        loss = F.mse_loss(model(x_t, t), eps)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        ema.update()
-
-    result = train(tiny_unet(zero_init=False, dropout=0.0), shapes16, schedule, config, **QUIET)
-    assert_same(result.model.state_dict(), model.state_dict(), "weights")
-    assert_same(result.ema_model.state_dict(), ema.model.state_dict(), "EMA weights")
-
-
 # ----------------------------------------------------------------------------------------------------------
 # DistributedDataParallel (2 CPU processes, gloo).
 # ----------------------------------------------------------------------------------------------------------

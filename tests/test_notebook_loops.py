@@ -1,0 +1,102 @@
+"""The loops written on the notebooks' pages are the package's loops: same seed, same result, bit for bit on a CPU.
+
+Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler as short
+functions a learner reads and changes, each in a code cell tagged "loop-on-the-page". These tests run that very
+cell source (read from the notebook, so an edit there is tested here) on tiny models, and compare the result
+with ``train``, ``ddpm_sample`` and ``ddim_sample``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlcourse import EMA, Shapes, ddim_sample, ddim_step, ddpm_sample, ddpm_step, learning_rate, timesteps, train
+from dlcourse.models import UNet, UNetConfig
+from dlcourse.schedules import NoiseSchedule
+from dlcourse.training import TrainConfig
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+TAG = "loop-on-the-page"
+# What the loop cells may use besides builtins: the imports at the top of their notebooks.
+NAMESPACE = {
+    "torch": torch, "F": F, "nn": nn, "EMA": EMA, "learning_rate": learning_rate, "timesteps": timesteps,
+    "ddpm_step": ddpm_step, "ddim_step": ddim_step,
+}  # fmt: skip
+
+
+def loop_from_notebook(notebook: str, name: str):
+    """The function ``name`` defined by the tagged cell of ``notebook``, run from the cell's own source."""
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    cells = [c for c in nb.cells if TAG in c.metadata.get("tags", []) and f"def {name}(" in c.source]
+    assert len(cells) == 1, f"{notebook}: expected one cell tagged {TAG!r} defining {name}(), found {len(cells)}"
+    namespace = dict(NAMESPACE)
+    exec(compile(cells[0].source, f"{notebook}:{name}", "exec"), namespace)  # the learner's code, as written
+    return namespace[name]
+
+
+def tiny_unet(seed: int = 0) -> UNet:
+    torch.manual_seed(seed)
+    config = UNetConfig(resolution=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(8,),
+                        zero_init=False)  # fmt: skip
+    return UNet(config)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("prediction_type, schedule_name", [("v", "cosine"), ("eps", "linear")])
+def test_notebook_03_training_loop_equals_train(prediction_type, schedule_name):
+    train_by_hand = loop_from_notebook("03_ddpm_training.ipynb", "train_by_hand")
+    data = Shapes(resolution=16, seed=0, device="cpu").batch(0, 64).images
+    schedule = NoiseSchedule.from_name(schedule_name, 200)
+    config = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=3, ema_decay=0.9, seed=3,
+                         prediction_type=prediction_type)  # fmt: skip
+
+    by_hand = tiny_unet()
+    losses, ema = train_by_hand(by_hand, data, schedule, config)
+    result = train(tiny_unet(), data, schedule, config, device="cpu", progress=False)
+
+    for (name, a), b in zip(result.model.state_dict().items(), by_hand.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"weights differ at {name}"
+    for (name, a), b in zip(result.ema_model.state_dict().items(), ema.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"EMA weights differ at {name}"
+    assert result.loss_history == losses
+    changed = dataclasses.replace(config, grad_clip=None)  # the test can fail: another setting, other weights
+    other = train(tiny_unet(), data, schedule, changed, device="cpu", progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(other.model.parameters(), by_hand.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("num_steps", [10, 50])
+def test_notebook_03_sampling_loop_equals_ddpm_sample(num_steps):
+    ddpm_by_hand = loop_from_notebook("03_ddpm_training.ipynb", "ddpm_by_hand")
+    model, schedule = tiny_unet().eval(), NoiseSchedule.from_name("cosine", 50)
+    x_T = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = ddpm_by_hand(model, schedule, x_T, num_steps, "v", torch.Generator().manual_seed(1))
+    theirs = ddpm_sample(model, schedule, x_T, num_steps=num_steps, prediction_type="v", clip_x0=(-1, 1),
+                         generator=torch.Generator().manual_seed(1), progress=False)  # fmt: skip
+    assert torch.equal(ours, theirs)
+    other = ddpm_by_hand(model, schedule, x_T, num_steps, "v", torch.Generator().manual_seed(2))
+    assert not torch.equal(ours, other)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_notebook_04_ddim_loop_equals_ddim_sample(eta):
+    ddim_by_hand = loop_from_notebook("04_ddim_sampling.ipynb", "ddim_by_hand")
+    model, schedule = tiny_unet().eval(), NoiseSchedule.from_name("cosine", 100)
+    x_T = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = ddim_by_hand(model, schedule, x_T, 10, eta, "eps", torch.Generator().manual_seed(1))
+    theirs = ddim_sample(model, schedule, x_T, num_steps=10, eta=eta, prediction_type="eps", clip_x0=(-1, 1),
+                         generator=torch.Generator().manual_seed(1), progress=False)  # fmt: skip
+    assert torch.equal(ours, theirs)
