@@ -1,6 +1,6 @@
 """The samplers: from pure noise x_T down to x_0, the loop "for each t: denoiser -> step", written out.
 
-Taught in notebooks/03_ddpm_training.ipynb ("Algorithm 2: ancestral sampling", "Samples and a denoising
+Taught in notebooks/03_ddpm_training.ipynb ("Algorithm 2, the whole loop", "Samples and a denoising
 strip": :func:`ddpm_sample`) and notebooks/04_ddim_sampling.ipynb ("Steps x sampler, measured": both).
 
 Both take a denoiser, a model ``model(x_t, t)`` or any function ``denoise(x_t, t)`` (see

@@ -1,6 +1,6 @@
 """One reverse step as a pure function: (model output, x_t) -> (x_prev, x0_pred), for DDPM and for DDIM.
 
-Taught in notebooks/03_ddpm_training.ipynb ("Algorithm 2: ancestral sampling", :func:`ddpm_step`) and
+Taught in notebooks/03_ddpm_training.ipynb ("Algorithm 2: one reverse step", :func:`ddpm_step`) and
 notebooks/04_ddim_sampling.ipynb ("The DDIM update", :func:`ddim_step`). Their numbers equal diffusers'
 ``DDPMScheduler.step`` and ``DDIMScheduler.step`` (tests/test_sampling.py checks it).
 

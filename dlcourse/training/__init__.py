@@ -42,7 +42,8 @@ Things to know when using :func:`train`:
 
       model, extra = load_or_train("ddpm_shapes", cfg, lambda: UNet(UNetConfig(...)), fit)
 
-Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1: the loss" and "The training loop".
+Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1: the loss", "Algorithm 1, the whole loop"
+and "`train()`: the same loop plus engineering".
 """
 
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate

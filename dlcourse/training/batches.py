@@ -11,7 +11,7 @@ indices (with replacement) gathered on the device: no DataLoader, no host sync. 
 Random numbers come from the batch source's generator in a fixed order: the indices, then the dropout coins;
 the loss then draws t and eps from the same generator (:func:`~dlcourse.training.ddpm_loss`).
 
-Taught in notebooks/03_ddpm_training.ipynb, section "The training loop", which draws its batches the same way
+Taught in notebooks/03_ddpm_training.ipynb, section "Algorithm 1, the whole loop", which draws its batches the same way
 (random indices, then t and eps); the conditions, the encoder and condition dropout have no notebook yet.
 """
 

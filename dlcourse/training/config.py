@@ -2,7 +2,8 @@
 learning-rate warm-up (:func:`learning_rate`) and what :func:`~dlcourse.training.train` returns
 (:class:`TrainResult`).
 
-Taught in notebooks/03_ddpm_training.ipynb, section "The training loop".
+Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1, the whole loop" and
+"`train()`: the same loop plus engineering".
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ prediction, the MSE) in mixed precision; backward; clip the gradient norm; take 
 EMA. The same loop trains an unconditional image model, a model on a frozen encoder's latents, a conditional
 model with condition dropout, a subset of a model's parameters, and a loss with extra terms.
 
-Taught in notebooks/03_ddpm_training.ipynb, section "The training loop".
+Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1, the whole loop" and
+"`train()`: the same loop plus engineering".
 """
 
 from __future__ import annotations
