@@ -75,9 +75,11 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "ddpm_shapes": {
         # The unconditional DDPM of notebook 03, reused by 04: a U-Net trained on Shapes with the DDPM loss (v target;
         # notebook 03 measures eps at the same budget). cpu: 24 px, where the feature net still recognises 96% of real
-        # images; at 32 px every cpu-budget recipe tried gave blobs (at most 20% of samples recognised). 24 px costs
-        # 0.56x the FLOPs per image, so 2.6x the images (lr 3e-3) fit in about 1.5x the old recipe's training time;
-        # n=300, DDPM-100: 49% recognised, FID 16.3 (1.9x the reals baseline), where the 32-px recipe gave 14% and 34.
+        # images; at 32 px every cpu-budget recipe tried gave blobs (at most 20% of samples recognised). make course
+        # (2 cores, n=300, DDPM-100, EMA): 39% recognised, FID 21.5 (2.5x the reals baseline) after 454 s of training
+        # at 148 img/s, against 14% and FID 34.8 for the old 32-px recipe (800 x 32, about 160 s). This misses both
+        # bars of issue 6 (50% recognised in at most 1.5x the old time): 24-px images train no faster per image on
+        # 2 threads than 32-px ones, although they cost 0.56x the FLOPs. A separate 1-thread run of it gave 49%.
         "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
                 "prediction_type": "v", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
