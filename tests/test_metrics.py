@@ -369,3 +369,28 @@ def test_degrade_is_seeded_and_mild():
     assert torch.equal(a, degrade(x, torch.Generator().manual_seed(0)))
     assert a.shape == x.shape and not torch.equal(a, x)
     assert 0.005 < (a - x).abs().mean() < 0.2
+
+
+def test_psnr_of_a_known_error_and_of_a_perfect_reconstruction():
+    from dlcourse.metrics import psnr
+
+    images = torch.zeros(2, 3, 4, 4)
+    noisy = images + 0.1  # MSE 0.01 on a range of width 2: 10 log10(4 / 0.01) = 26.02 dB
+    torch.testing.assert_close(psnr(images, noisy), torch.full((2,), 10 * math.log10(400.0)))
+    assert torch.isinf(psnr(images, images)).all()
+    assert psnr(images, images + 0.05)[0] - psnr(images, noisy)[0] == pytest.approx(20 * math.log10(2), abs=1e-4)
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(images, torch.zeros(2, 4, 1, 1))
+
+
+def test_forward_flops_and_activation_bytes_count_what_they_claim():
+    from dlcourse.metrics import activation_bytes, forward_flops
+
+    layer = torch.nn.Linear(8, 5, bias=False)
+    x = torch.randn(3, 8)
+    assert forward_flops(lambda: layer(x)) == 2 * 3 * 8 * 5  # one multiply-add per weight per row
+    w = torch.randn(16, 16, requires_grad=True)
+    for batch in (4, 8):
+        inputs = torch.randn(batch, 16, 16)
+        # (inputs * w) saves inputs for w's gradient (w itself is not needed: inputs needs no gradient)
+        assert activation_bytes(lambda inputs=inputs: (inputs * w).sum()) == inputs.nbytes

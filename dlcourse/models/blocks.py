@@ -47,24 +47,26 @@ class ResBlock(nn.Module):
     """GroupNorm-SiLU-Conv, + time embedding, GroupNorm-SiLU-Dropout-Conv, + skip (a 1x1 conv if needed).
 
     x: (B, in_channels, H, W), temb: (B, temb_dim) -> (B, out_channels, H, W). The time embedding is added
-    per channel after the first conv (Ho et al. 2020, App. B; the "ResnetBlock" of their code).
+    per channel after the first conv (Ho et al. 2020, App. B; the "ResnetBlock" of their code). With
+    ``temb_dim=None`` the block has no time input (the VAE's blocks, :mod:`dlcourse.models.vae`).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, temb_dim: int, dropout: float = 0.0, groups: int = 8
+        self, in_channels: int, out_channels: int, temb_dim: int | None, dropout: float = 0.0, groups: int = 8
     ):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.temb_proj = nn.Linear(temb_dim, out_channels)
+        self.temb_proj = None if temb_dim is None else nn.Linear(temb_dim, out_channels)
         self.norm2 = nn.GroupNorm(groups, out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]  # time injection: one shift per channel
+        if self.temb_proj is not None:
+            h = h + self.temb_proj(F.silu(temb))[:, :, None, None]  # time injection: one shift per channel
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 

@@ -1,4 +1,5 @@
-"""Input checks of UNet.forward, kept apart so that dlcourse/models/unet.py reads as the network alone.
+"""Input checks of UNet.forward and of VAE.encode / VAE.decode, kept apart so that dlcourse/models/unet.py and
+dlcourse/models/vae.py read as the networks alone.
 
 Each error says what was passed, what the model was built for, and how to fix it (build another config, resize
 the images, pass or drop a context).
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor
 
 from dlcourse.models.config import UNetConfig
+from dlcourse.models.vae_config import VAEConfig
 
-__all__ = ["check_unet_inputs"]
+__all__ = ["check_unet_inputs", "check_vae_images", "check_vae_latents"]
 
 
 def check_unet_inputs(
@@ -80,3 +82,35 @@ def check_unet_inputs(
             f"{None if context is None else tuple(context.shape)}."
         )
     return t
+
+
+def check_vae_images(x: Tensor, cfg: VAEConfig) -> None:
+    """VAE.encode takes images (B, in_channels, resolution, resolution); latents given instead are named as such."""
+    expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
+    if x.ndim == 4 and tuple(x.shape[1:]) == expected:
+        return
+    hint = ""
+    if x.ndim == 4 and tuple(x.shape[1:]) == cfg.latent_shape:
+        hint = " These look like latents (the shape encode() returns): pass them to decode(), not encode()."
+    elif x.ndim == 4 and x.shape[1] == cfg.in_channels:
+        hint = f" The VAE was built for {cfg.resolution}x{cfg.resolution} images (VAEConfig.resolution); resize them."
+    raise ValueError(f"VAE.encode expected images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.{hint}")
+
+
+def check_vae_latents(z: Tensor, cfg: VAEConfig) -> None:
+    """VAE.decode takes latents (B, c, h, w) of cfg.latent_shape; images given instead are named as such."""
+    expected = cfg.latent_shape
+    if z.ndim == 4 and tuple(z.shape[1:]) == expected:
+        return
+    hint = ""
+    if z.ndim == 4 and tuple(z.shape[1:]) == (cfg.in_channels, cfg.resolution, cfg.resolution):
+        hint = " These look like images: encode them first (vae.encode(x).mean), then decode the latents."
+    elif z.ndim == 4 and z.shape[1] != cfg.latent_channels:
+        hint = (
+            f" The VAE has latent_channels={cfg.latent_channels}, so latents from another autoencoder (or with "
+            "channels dropped) cannot be decoded by it."
+        )
+    raise ValueError(
+        f"VAE.decode expected latents (B, {', '.join(map(str, expected))}) (f = {cfg.downsampling_factor}), "
+        f"got {tuple(z.shape)}.{hint}"
+    )

@@ -115,8 +115,8 @@ def check_model_range(x0: Tensor) -> None:
         raise ValueError(
             f"x0 has values in [{lo:.4g}, {hi:.4g}], but the course scales images to [-1, 1] before noising "
             "them. If your images are in [0, 1], use dlcourse.data.to_model_range(x) (x * 2 - 1); if they "
-            "are in [0, 255], divide by 255 first. Pass check=False to skip this check (the training loop "
-            "does)."
+            "are in [0, 255], divide by 255 first. Latents have no fixed range: noise them with check=False "
+            "(the training loop skips this check too)."
         )
 
 

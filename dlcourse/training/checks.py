@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Examples
 from dlcourse.training.config import LossTerm, TrainConfig
+from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.trainable import select_trainable
 
 __all__ = ["CheckedInputs", "check_finite", "check_inputs", "summary"]
@@ -50,7 +51,7 @@ def summary(tensor: Tensor) -> dict[str, Any]:
 def check_inputs(
     model: nn.Module,
     data: Tensor | Mapping[str, Tensor],
-    schedule: NoiseSchedule,
+    schedule: NoiseSchedule | None,
     config: TrainConfig,
     *,
     trainable: Iterable[nn.Parameter] | None,
@@ -63,10 +64,12 @@ def check_inputs(
 ) -> CheckedInputs:
     """Check everything train() was given; raise TypeError/ValueError with the fix at the first problem."""
     config.validate()
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.from_name('linear')), got {schedule!r}.")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function with ddpm_loss's signature, got {type(loss_fn).__name__}.")
+    if schedule is None and loss_fn is ddpm_loss:
+        raise TypeError("schedule is None, but the DDPM loss needs one: pass e.g. NoiseSchedule.from_name('cosine').")
+    if schedule is not None and not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.from_name('linear')), got {schedule!r}.")
     if encode is not None and not callable(encode):
         raise TypeError(f"encode must be a module or function mapping x0 to latents, got {type(encode).__name__}.")
     if data_range is not None and not (len(data_range) == 2 and data_range[0] < data_range[1]):

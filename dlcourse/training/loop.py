@@ -40,7 +40,7 @@ TERM_SEED_STRIDE = 10_000  # extra term k draws from a generator seeded seed + r
 def train(
     model: nn.Module,
     data: Tensor | Mapping[str, Tensor],
-    schedule: NoiseSchedule,
+    schedule: NoiseSchedule | None,
     config: TrainConfig | None = None,
     *,
     trainable: Iterable[nn.Parameter] | None = None,
@@ -62,7 +62,8 @@ def train(
         entries are per-example conditions passed to the model by name (class labels (N,), an embedding
         (N, L, D) and its mask (N, L)). Moved to the device once and checked before training (one host sync
         per tensor): x0 4-D, float, in ``data_range``; channels and resolution matching ``model.config``.
-    schedule: the noise schedule (moved to the device).
+    schedule: the noise schedule (moved to the device); None for a loss_fn that needs none (e.g. the VAE's
+        :class:`~dlcourse.models.VAELoss`: the same loop then trains an autoencoder).
     trainable: the parameters to train (e.g. LoRA's); every other parameter is frozen for the run (its
         requires_grad flag restored afterwards) and left out of the optimiser, the clipping and the EMA.
         None: every parameter that requires a gradient.
@@ -93,7 +94,8 @@ def train(
         on_cuda = device.type == "cuda"
         memory_format = torch.channels_last if on_cuda else torch.contiguous_format  # faster convs on tensor cores
         model.to(device, memory_format=memory_format).train()
-        schedule.to(device)
+        if schedule is not None:
+            schedule.to(device)
         # The data and each extra term: examples on the device (moved once), a batch size, a weight, a generator.
         main, *terms = [
             Source(

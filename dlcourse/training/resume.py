@@ -34,7 +34,7 @@ _DESCRIPTIONS = {"alpha_bar": "the noise schedule", "null_condition": "the null 
 
 def fingerprint(
     model: nn.Module,
-    schedule: NoiseSchedule,
+    schedule: NoiseSchedule | None,
     inputs: CheckedInputs,
     *,
     p_uncond: float,
@@ -50,7 +50,7 @@ def fingerprint(
         "model": type(model).__name__,
         "model_config": asdict(model_config) if is_dataclass(model_config) else None,
         "data": data["x0"],
-        "alpha_bar": schedule.alpha_bar.detach().cpu(),
+        "alpha_bar": None if schedule is None else schedule.alpha_bar.detach().cpu(),
         "world_size": world_size,
         "device_type": device.type,
     }
@@ -76,6 +76,8 @@ def _describe(function: Any) -> dict[str, Any]:
     owner = function if isinstance(function, nn.Module) else getattr(function, "__self__", None)
     name = getattr(function, "__qualname__", type(function).__qualname__)
     described: dict[str, Any] = {"name": f"{getattr(function, '__module__', '')}.{name}"}
+    if is_dataclass(function) and not isinstance(function, type):
+        described["settings"] = asdict(function)  # e.g. VAELoss(kl_weight=...): another weight is another run
     if isinstance(owner, nn.Module):
         weights = [*owner.parameters(), *owner.buffers()]
         sums = [w.detach().sum(dtype=torch.float64) for w in weights]
@@ -102,13 +104,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def fingerprint_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The entries of two fingerprints that differ, described for an error message."""
-    return [
-        _DESCRIPTIONS.get(key) or f"{key}: {_short(saved.get(key))} then, {_short(now.get(key))} now"
-        for key in dict.fromkeys([*now, *saved])
-        if not _same(saved.get(key), now.get(key))
-    ]
+def fingerprint_differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The entries of two fingerprints that differ, described for an error message; nested dicts (a model
+    config, a loss's settings) are compared entry by entry, so the message names the setting that changed."""
+    differences = []
+    for key in dict.fromkeys([*now, *saved]):
+        old, new = saved.get(key), now.get(key)
+        if _same(old, new):
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += fingerprint_differences(old, new, f"{prefix}{key}.")
+        else:
+            differences.append(_DESCRIPTIONS.get(key) or f"{prefix}{key}: {_short(old)} then, {_short(new)} now")
+    return differences
 
 
 def _rng_state(generators: list[torch.Generator], device: torch.device) -> dict[str, Any]:

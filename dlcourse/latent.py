@@ -1,0 +1,78 @@
+"""Latent space: images in and out through a trained VAE, latents scaled to unit variance, cached once.
+
+Latent diffusion (Rombach et al. 2022) trains and samples the same DDPM, on z = scale * E(x) instead of x:
+
+    z0 = scaling_factor * mean of q(z | x0)      encode (once per image: :func:`encode_dataset`)
+    ... diffusion on z0, exactly as on images (no clipping: latents have no fixed range) ...
+    x0 = D(z0 / scaling_factor)                  decode the sample
+
+The forward process assumes data of about unit variance: x_T = sqrt(alpha_bar_T) z0 + sqrt(1 - alpha_bar_T) eps
+is "pure noise" only if z0 is small next to eps, and the schedule's SNR, alpha_bar / (1 - alpha_bar), is the
+signal-to-noise ratio only when Var(z0) = 1. A VAE's latents have whatever spread training gave them, so LDM
+divides by their standard deviation, measured on data: scaling_factor = 1 / std(z). Stable Diffusion's 0.18215
+was measured that way (its latents have std about 5.5).
+
+Taught in notebooks/05_latent_diffusion.ipynb, sections "The scaling factor" and "Diffusion in latent space".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dlcourse.models.vae import VAE
+
+__all__ = ["LatentSpace", "encode_dataset", "measure_scaling_factor"]
+
+
+def measure_scaling_factor(latents: Tensor) -> float:
+    """1 / std of unscaled latents (N, c, h, w), over all their values: the factor that gives them unit variance."""
+    if latents.ndim != 4 or latents.shape[0] < 2:
+        raise ValueError(f"measure_scaling_factor needs latents (N >= 2, c, h, w), got {tuple(latents.shape)}.")
+    std = latents.double().std().item()  # one host sync, once per dataset
+    if not math.isfinite(std) or std == 0:
+        raise ValueError(f"the latents' std is {std}: cannot scale them to unit variance (a collapsed or broken VAE?).")
+    return 1.0 / std
+
+
+@dataclass
+class LatentSpace:
+    """A trained VAE and the factor that scales its latents to unit variance.
+
+    encode: images (B, C, H, W) in [-1, 1] -> scaled latents (B, c, H/f, W/f), the posterior mean times the
+    factor (the mean, not a sample: deterministic, and the KL weight is so small that q(z | x) is narrow).
+    decode: scaled latents -> images (B, C, H, W), clamped to [-1, 1].
+    """
+
+    vae: VAE
+    scaling_factor: float
+
+    @classmethod
+    def fit(cls, vae: VAE, images: Tensor, batch_size: int = 256) -> LatentSpace:
+        """Measure the scaling factor on ``images`` (N, C, H, W) (a few hundred are plenty)."""
+        return cls(vae, measure_scaling_factor(encode_dataset(cls(vae, 1.0), images, batch_size)))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of one latent."""
+        return self.vae.config.latent_shape
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        return self.scaling_factor * self.vae.eval().encode(images).mean
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        return self.vae.eval().decode(latents / self.scaling_factor).clamp(-1.0, 1.0)
+
+
+def encode_dataset(space: LatentSpace, images: Tensor, batch_size: int = 256) -> Tensor:
+    """All of ``images`` (N, C, H, W) encoded once, in batches: (N, c, h, w) scaled latents on the images' device.
+
+    Diffusion training then reads latents from this tensor instead of running the encoder on every batch.
+    """
+    device = next(space.vae.parameters()).device
+    return torch.cat([space.encode(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)])
