@@ -6,7 +6,8 @@ run. Each function here rebuilds exactly what the teaching notebook builds, from
 ``data/checkpoints/``. Because :func:`~dlcourse.training.train` resumes from its checkpoint, a finished run
 is simply loaded (no step is repeated), an interrupted one continues, and a missing one is trained.
 
-Taught in notebooks/03_ddpm_training.ipynb, section "One model, cached"; used from notebook 04 on.
+Taught in notebooks/03_ddpm_training.ipynb, section "One model, cached"; used from notebook 04 on. The
+autoencoder of notebooks/05_latent_diffusion.ipynb is cached the same way.
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ from torch import nn
 
 from dlcourse.checkpoints import cache_path
 from dlcourse.data import Shapes
-from dlcourse.models import UNet, UNetConfig
+from dlcourse.models import VAE, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.modes import Settings, settings
 from dlcourse.runtime import get_device
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig, TrainResult, train
 
-__all__ = ["TrainedDDPM", "ddpm_checkpoint_path", "ddpm_train_config", "ddpm_unet_config", "shapes_ddpm"]
+__all__ = [
+    "TrainedDDPM",
+    "TrainedVAE",
+    "ddpm_checkpoint_path",
+    "ddpm_train_config",
+    "ddpm_unet_config",
+    "shapes_ddpm",
+    "shapes_vae",
+    "vae_config",
+]
 
 
 @dataclass
@@ -59,14 +69,15 @@ def ddpm_unet_config(recipe: Settings) -> UNetConfig:
 
 
 def ddpm_train_config(recipe: Settings) -> TrainConfig:
-    """The training settings of a DDPM recipe; checkpoints every tenth of the run (resumable on Colab)."""
+    """The training settings of a recipe (a DDPM's, or the VAE's, which has no prediction_type); checkpoints every
+    tenth of the run (resumable on Colab)."""
     return TrainConfig(
         steps=recipe.steps,
         batch_size=recipe.batch_size,
         lr=recipe.lr,
         warmup_steps=recipe.warmup_steps,
         ema_decay=recipe.ema_decay,
-        prediction_type=recipe.prediction_type,
+        prediction_type=recipe.get("prediction_type", "eps"),
         checkpoint_every=max(1, recipe.steps // 10),
         seed=recipe.seed,
     )
@@ -105,3 +116,46 @@ def shapes_ddpm(
         progress=progress,
     )
     return TrainedDDPM(result.ema_model, result.model, schedule, recipe.prediction_type, result, recipe)
+
+
+@dataclass
+class TrainedVAE:
+    """A trained autoencoder: vae (the EMA weights, eval mode), result (loss history, speed), recipe."""
+
+    vae: VAE
+    result: TrainResult
+    recipe: Settings
+
+
+def vae_config(recipe: Settings) -> VAEConfig:
+    """The autoencoder of a VAE recipe (e.g. ``settings("vae_shapes")``)."""
+    return VAEConfig(
+        resolution=recipe.resolution,
+        latent_channels=recipe.latent_channels,
+        base_channels=recipe.base_channels,
+        channel_mults=recipe.channel_mults,
+        num_res_blocks=recipe.num_res_blocks,
+    )
+
+
+def shapes_vae(
+    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
+) -> TrainedVAE:
+    """The KL autoencoder of notebook 05 (recipe ``"vae_shapes"``), trained on Shapes by the course's loop with
+    :class:`~dlcourse.models.VAELoss` (no noise schedule): loaded from ``data/checkpoints/vae_shapes-*.pt``, or
+    trained now. A checkpoint of another recipe is refused with the settings that differ, never loaded."""
+    recipe = settings("vae_shapes", mode, **overrides)
+    device = get_device(device)
+    data = Shapes(resolution=recipe.resolution, seed=recipe.seed, device=device).batch(0, recipe.n_train).images
+    result = train(
+        VAE(vae_config(recipe)),
+        data,
+        None,
+        ddpm_train_config(recipe),
+        loss_fn=VAELoss(kl_weight=recipe.kl_weight, reconstruction=recipe.reconstruction),
+        checkpoint_path=ddpm_checkpoint_path("vae_shapes", recipe),
+        device=device,
+        progress=progress,
+    )
+    return TrainedVAE(result.ema_model, result, recipe)
+

@@ -1,9 +1,9 @@
 """The loops written on the notebooks' pages are the package's loops: same seed, same result, bit for bit on a CPU.
 
-Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler as short
-functions a learner reads and changes, each in a code cell tagged "loop-on-the-page". These tests run that very
-cell source (read from the notebook, so an edit there is tested here) on tiny models, and compare the result
-with ``train``, ``ddpm_sample`` and ``ddim_sample``.
+Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler, and notebook 05
+the autoencoder's loss, as short functions a learner reads and changes, each in a code cell tagged
+"loop-on-the-page". These tests run that very cell source (read from the notebook, so an edit there is tested here)
+on tiny models, and compare the result with ``train``, ``ddpm_sample``, ``ddim_sample`` and ``VAELoss``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcourse import EMA, Shapes, ddim_sample, ddim_step, ddpm_sample, ddpm_step, learning_rate, timesteps, train
-from dlcourse.models import UNet, UNetConfig
+from dlcourse.models import VAE, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig
 
@@ -100,3 +100,18 @@ def test_notebook_04_ddim_loop_equals_ddim_sample(eta):
     theirs = ddim_sample(model, schedule, x_T, num_steps=10, eta=eta, prediction_type="eps", clip_x0=(-1, 1),
                          generator=torch.Generator().manual_seed(1), progress=False)  # fmt: skip
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("kl_weight", [1e-6, 1e-2])
+def test_notebook_05_vae_loss_equals_vae_loss(kl_weight):
+    vae_loss_by_hand = loop_from_notebook("05_latent_diffusion.ipynb", "vae_loss_by_hand")
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(resolution=16, base_channels=8, groups=4))
+    x = Shapes(resolution=16, seed=0).batch(0, 4).images
+    ours = vae_loss_by_hand(vae, x, kl_weight, torch.Generator().manual_seed(1))
+    theirs = VAELoss(kl_weight=kl_weight, reconstruction="mse")(vae, x, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0.0)
+    other = vae_loss_by_hand(vae, x, kl_weight, torch.Generator().manual_seed(2))  # another z, another loss
+    assert not torch.equal(ours, other)
+    ours.backward()  # the trick lets gradients reach the encoder through the sample
+    assert vae.conv_moments.weight.grad.abs().sum() > 0

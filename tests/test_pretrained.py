@@ -59,3 +59,19 @@ def test_overrides_train_and_cache_their_own_model(data_dir):
 def test_an_unknown_override_is_refused(data_dir):
     with pytest.raises(ValueError, match="nonsense"):
         shapes_ddpm(mode="smoke", device="cpu", progress=False, nonsense=1)
+
+
+def test_shapes_vae_trains_once_then_loads_and_fits_its_recipe(data_dir):
+    from dlcourse.pretrained import shapes_vae
+
+    first = shapes_vae(mode="smoke", device="cpu", progress=False)
+    recipe = settings("vae_shapes", "smoke")
+    assert first.result.start_step == 0 and len(first.result.loss_history) == recipe.steps
+    config = first.vae.config
+    assert config.resolution == recipe.resolution and config.latent_channels == recipe.latent_channels
+    second = shapes_vae(mode="smoke", device="cpu", progress=False)
+    assert second.result.start_step == recipe.steps  # loaded: no step trained again
+    for a, b in zip(first.vae.state_dict().values(), second.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert not second.vae.training
+    assert ddpm_checkpoint_path("vae_shapes", recipe).is_file()
