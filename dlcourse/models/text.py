@@ -1,0 +1,123 @@
+"""Text conditioning: a tokenizer for the Shapes captions and a small transformer text encoder.
+
+Stable Diffusion turns a prompt into CLIP tokens (a 49,408-word BPE vocabulary, 77 positions) and CLIP's
+transformer turns those into one 768-d embedding per token, which the U-Net reads through cross-attention. Ours
+is the same pipeline at the size of the Shapes world: one token per word of the captions' vocabulary, a start
+token in front (so even the empty prompt has one real token), padding to a fixed length with a mask that marks
+the real tokens, and a transformer of a few layers trained together with the U-Net.
+
+    "a red circle"  ->  ids  [<start>, a, red, circle, <pad>, ...]    (B, L)
+                        mask [True,    True, True, True, False, ...]  (B, L)
+                    ->  TextEncoder  ->  embeddings (B, L, dim)
+
+The empty prompt "" is the unconditional input of classifier-free guidance: [<start>, <pad>, ...].
+
+No notebook teaches it yet: it is the first piece of the text-conditioned model of classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dlcourse.data.captions import captions_from_attributes
+from dlcourse.data.world import ATTRIBUTES
+
+__all__ = ["PAD", "START", "TextEncoder", "Tokenizer"]
+
+PAD, START = "<pad>", "<start>"
+
+
+def _words(prompt: str) -> list[str]:
+    """Lower-cased words of a prompt; commas and full stops are ignored."""
+    return prompt.lower().replace(",", " ").replace(".", " ").split()
+
+
+class Tokenizer:
+    """Words to ids and back, for a fixed vocabulary; ``encode`` pads every prompt to ``max_length`` tokens.
+
+    vocabulary: the known words (the special tokens <pad> = 0 and <start> = 1 come first).
+    max_length: tokens per prompt, the start token included.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], max_length: int = 12):
+        words = [w for w in dict.fromkeys(vocabulary) if w not in (PAD, START)]
+        if not words:
+            raise ValueError("Tokenizer needs at least one word in its vocabulary.")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (the start token and one word), got {max_length}.")
+        self.vocabulary = [PAD, START, *words]
+        self.ids = {word: i for i, word in enumerate(self.vocabulary)}
+        self.max_length = max_length
+
+    @classmethod
+    def for_shapes(cls, max_length: int = 12) -> Tokenizer:
+        """The words of every Shapes caption ("a small red circle at the top left" and the rest)."""
+        grids = [torch.arange(len(values)) for values in ATTRIBUTES.values()]
+        combos = torch.tensor(list(itertools.product(*(g.tolist() for g in grids))))
+        captions = captions_from_attributes(dict(zip(ATTRIBUTES, combos.T, strict=True)))
+        return cls(sorted({word for caption in captions for word in _words(caption)}), max_length)
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def encode(self, prompts: str | Sequence[str], device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """ids (B, max_length) long and mask (B, max_length) bool (True = a real token) for the prompts.
+
+        Raises a ValueError for an unknown word (naming the closest known words) or a prompt that is too long.
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = torch.full((len(prompts), self.max_length), self.ids[PAD], dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            words = _words(prompt)
+            unknown = [w for w in words if w not in self.ids or w in (PAD, START)]
+            if unknown:
+                close = {w: difflib.get_close_matches(w, self.vocabulary[2:], n=3) for w in unknown}
+                hints = "; ".join(f"{w!r}: did you mean {', '.join(c)}?" if c else f"{w!r}" for w, c in close.items())
+                raise ValueError(
+                    f"prompt {prompt!r} has words the text encoder has never seen ({hints}). It knows "
+                    f"{len(self) - 2} words: {', '.join(self.vocabulary[2:])}."
+                )
+            if len(words) + 1 > self.max_length:
+                raise ValueError(
+                    f"prompt {prompt!r} has {len(words)} words, but a prompt holds at most {self.max_length - 1} "
+                    f"(max_length={self.max_length}, one position for the start token). Shorten it."
+                )
+            ids[row, : len(words) + 1] = torch.tensor([self.ids[START], *(self.ids[w] for w in words)])
+        return ids.to(device), (ids != self.ids[PAD]).to(device)
+
+    def decode(self, ids: Tensor) -> list[str]:
+        """The prompts (B,) back from ids (B, L): the words, without the special tokens."""
+        return [" ".join(self.vocabulary[i] for i in row if i > 1) for row in ids.tolist()]
+
+
+class TextEncoder(nn.Module):
+    """Token and position embeddings, then pre-norm transformer layers: ids (B, L), mask (B, L) -> (B, L, dim).
+
+    Padding positions are masked out of every attention, so the embeddings of the real tokens do not depend on
+    how much padding follows them.
+    """
+
+    def __init__(self, vocab_size: int, max_length: int, dim: int = 64, depth: int = 2, num_heads: int = 4):
+        super().__init__()
+        self.max_length, self.dim = max_length, dim
+        self.token_embedding = nn.Embedding(vocab_size, dim)
+        self.position_embedding = nn.Parameter(torch.randn(max_length, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, num_heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        if ids.ndim != 2 or mask.shape != ids.shape or ids.shape[1] > self.max_length:
+            raise ValueError(
+                f"TextEncoder takes ids (B, L) and a mask of the same shape with L <= {self.max_length} "
+                f"(from Tokenizer.encode); got ids {tuple(ids.shape)} and mask {tuple(mask.shape)}."
+            )
+        x = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]
+        return self.norm(self.layers(x, src_key_padding_mask=~mask))
