@@ -394,3 +394,39 @@ def test_forward_flops_and_activation_bytes_count_what_they_claim():
         inputs = torch.randn(batch, 16, 16)
         # (inputs * w) saves inputs for w's gradient (w itself is not needed: inputs needs no gradient)
         assert activation_bytes(lambda inputs=inputs: (inputs * w).sum()) == inputs.nbytes
+
+
+def test_prompt_adherence_scores_the_attributes_each_prompt_names(net, heldout):
+    from dlcourse.data import COLOURS
+    from dlcourse.metrics import prompt_adherence
+
+    images, attributes = heldout.images[:400], {k: v[:400] for k, v in heldout.attributes.items()}
+    full = prompt_adherence(net, images, heldout.captions[:400])
+    assert full == attribute_accuracy(net, images, attributes)  # full captions: the attribute accuracy
+    assert full["all"] > 0.8
+    # Prompts that name only the colour are scored on the colour alone; the wrong colour scores 0.
+    right = [f"a {COLOURS[c]}" for c in attributes["colour"].tolist()]
+    wrong = [f"a {COLOURS[(c + 1) % len(COLOURS)]}" for c in attributes["colour"].tolist()]
+    assert set(prompt_adherence(net, images, right)) == {"colour", "all"}
+    assert prompt_adherence(net, images, right)["all"] > 0.95 > 0.05 > prompt_adherence(net, images, wrong)["all"]
+    # Empty prompts are not scored; only empty prompts is an error; so is a count mismatch.
+    mixed = prompt_adherence(net, images[:2], [right[0], ""])
+    assert mixed["all"] == prompt_adherence(net, images[:1], right[:1])["all"]
+    with pytest.raises(ValueError, match="nothing to score"):
+        prompt_adherence(net, images[:3], "")
+    with pytest.raises(ValueError, match="one prompt per image"):
+        prompt_adherence(net, images[:3], right[:2])
+
+
+def test_diversity_is_the_mean_pairwise_feature_distance(net, heldout):
+    from dlcourse.metrics import diversity
+
+    images = heldout.images[:50]
+    features = compute_features(net, images).double()
+    pairs = [(features[i] - features[j]).norm() for i in range(50) for j in range(i + 1, 50)]
+    assert diversity(net, images) == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-6)
+    same = images[:1].expand(20, -1, -1, -1)
+    assert diversity(net, same) == pytest.approx(0.0, abs=1e-5)
+    assert diversity(net, images) > 5 * diversity(net, same + 0.01 * torch.randn_like(same).clamp(-1, 1))
+    with pytest.raises(ValueError, match="at least 2"):
+        diversity(net, images[:1])

@@ -6,6 +6,7 @@
 - :mod:`~dlcourse.metrics.kid`: KID, the unbiased kernel alternative (Binkowski et al. 2018);
 - :mod:`~dlcourse.metrics.quality`: :func:`evaluate_samples`, FID and KID next to the reals-vs-reals baseline;
 - :mod:`~dlcourse.metrics.attributes`: attribute accuracy (prompt adherence), predicted distribution, confidence;
+- :mod:`~dlcourse.metrics.prompts`: prompt adherence and diversity of text-conditioned samples;
 - :mod:`~dlcourse.metrics.reconstruction`: PSNR of an autoencoder's reconstructions;
 - :mod:`~dlcourse.metrics.cost`: FLOPs of a call and the activation memory of a training step.
 
@@ -19,6 +20,7 @@ from dlcourse.metrics.feature_net import FeatureNet, compute_features, predict_p
 from dlcourse.metrics.feature_training import load_feature_net, train_feature_net
 from dlcourse.metrics.frechet import FewSamplesWarning, feature_statistics, fid, frechet_distance
 from dlcourse.metrics.kid import KID, kid, polynomial_mmd2
+from dlcourse.metrics.prompts import diversity, prompt_adherence
 from dlcourse.metrics.quality import Distances, QualityReport, evaluate_samples, feature_distances, reals_baseline
 from dlcourse.metrics.reconstruction import psnr
 
@@ -33,6 +35,7 @@ __all__ = [
     "attribute_distribution",
     "compute_features",
     "confident_fraction",
+    "diversity",
     "evaluate_samples",
     "feature_distances",
     "feature_statistics",
@@ -43,6 +46,7 @@ __all__ = [
     "load_feature_net",
     "polynomial_mmd2",
     "predict_probabilities",
+    "prompt_adherence",
     "psnr",
     "reals_baseline",
     "train_feature_net",
