@@ -7,7 +7,7 @@ tokenizer and text encoder of text conditioning (text.py).
 from dlcourse.models.blocks import CrossAttention, Downsample, ResBlock, SelfAttention, Upsample
 from dlcourse.models.config import UNetConfig
 from dlcourse.models.embeddings import TimestepMLP, timestep_embedding
-from dlcourse.models.text import TextEncoder, Tokenizer
+from dlcourse.models.text import TextConditionedUNet, TextEncoder, Tokenizer
 from dlcourse.models.unet import UNet, UNetBlock, count_parameters
 from dlcourse.models.vae import VAE, DiagonalGaussian, VAELoss
 from dlcourse.models.vae_config import VAEConfig
@@ -19,6 +19,7 @@ __all__ = [
     "Downsample",
     "ResBlock",
     "SelfAttention",
+    "TextConditionedUNet",
     "TextEncoder",
     "TimestepMLP",
     "Tokenizer",

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from dlcourse.data.captions import captions_from_attributes
 from dlcourse.data.world import ATTRIBUTES
 
-__all__ = ["PAD", "START", "TextEncoder", "Tokenizer"]
+__all__ = ["PAD", "START", "TextConditionedUNet", "TextEncoder", "Tokenizer"]
 
 PAD, START = "<pad>", "<start>"
 
@@ -121,3 +121,30 @@ class TextEncoder(nn.Module):
             )
         x = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]
         return self.norm(self.layers(x, src_key_padding_mask=~mask))
+
+
+class TextConditionedUNet(nn.Module):
+    """A :class:`~dlcourse.models.UNet` with cross-attention and the :class:`TextEncoder` that feeds it, trained
+    together: ``model(x_t, t, ids, mask)`` -> the U-Net's output (B, C, H, W).
+
+    ids, mask: (B, L) from :meth:`Tokenizer.encode`. ``config`` is the U-Net's (its in_channels and resolution
+    are what the training loop checks the data against). For sampling with guidance, encode the prompts once
+    (:meth:`encode_prompts`) and call ``model.unet`` with the embeddings at every step.
+    """
+
+    def __init__(self, unet: nn.Module, text_encoder: TextEncoder):
+        super().__init__()
+        context_dim = getattr(unet.config, "context_dim", None)
+        if context_dim != text_encoder.dim:
+            raise ValueError(
+                f"the U-Net's cross-attention reads context_dim={context_dim}, but the text encoder gives "
+                f"{text_encoder.dim}-d embeddings: build the U-Net with UNetConfig(context_dim={text_encoder.dim})."
+            )
+        self.unet, self.text_encoder, self.config = unet, text_encoder, unet.config
+
+    def encode_prompts(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Token embeddings (B, L, dim) of tokenised prompts: the U-Net's context."""
+        return self.text_encoder(ids, mask)
+
+    def forward(self, x: Tensor, t: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
+        return self.unet(x, t, context=self.encode_prompts(ids, mask), context_mask=mask)

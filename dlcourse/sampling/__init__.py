@@ -11,7 +11,8 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
    "for each t: denoiser -> step".
 4. :mod:`~dlcourse.sampling.denoiser`: what the loop calls: a model ``model(x_t, t)`` or any function
    ``denoise(x_t, t)`` (a conditional model, classifier-free guidance), eager or replayed from a CUDA graph
-   (:mod:`dlcourse.cuda_graph`).
+   (:mod:`dlcourse.cuda_graph`);
+5. :mod:`~dlcourse.sampling.guidance`: classifier-free guidance as such a function, one forward of 2B.
 
 :mod:`~dlcourse.sampling.checks` holds the input checks. Conventions (the same as diffusers and
 :mod:`dlcourse.schedules`): timesteps are 0-indexed, t in {0, ..., T-1}; ``prev_t`` is the timestep a step lands
@@ -20,6 +21,7 @@ are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images.
 """
 
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser
+from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
 from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
 from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
@@ -33,6 +35,8 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "guidance_scale_from_w",
+    "guided_denoiser",
     "make_denoiser",
     "timesteps",
 ]
