@@ -44,7 +44,8 @@ class LatentSpace:
 
     encode: images (B, C, H, W) in [-1, 1] -> scaled latents (B, c, H/f, W/f), the posterior mean times the
     factor (the mean, not a sample: deterministic, and the KL weight is so small that q(z | x) is narrow).
-    decode: scaled latents -> images (B, C, H, W), clamped to [-1, 1].
+    decode: scaled latents -> images (B, C, H, W), clamped to [-1, 1]. Both run under no_grad; the VAE has no
+    dropout or batch norm, so its train/eval mode does not change them.
     """
 
     vae: VAE
@@ -62,15 +63,15 @@ class LatentSpace:
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
-        return self.scaling_factor * self.vae.eval().encode(images).mean
+        return self.scaling_factor * self.vae.encode(images).mean
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        return self.vae.eval().decode(latents / self.scaling_factor).clamp(-1.0, 1.0)
+        return self.vae.decode(latents / self.scaling_factor).clamp(-1.0, 1.0)
 
 
 def encode_dataset(space: LatentSpace, images: Tensor, batch_size: int = 256) -> Tensor:
-    """All of ``images`` (N, C, H, W) encoded once, in batches: (N, c, h, w) scaled latents on the images' device.
+    """All of ``images`` (N, C, H, W) encoded once, in batches: (N, c, h, w) scaled latents on the VAE's device.
 
     Diffusion training then reads latents from this tensor instead of running the encoder on every batch.
     """

@@ -178,5 +178,5 @@ class VAELoss:
         x_hat, posterior = model(x0, generator=generator)
         error = F.l1_loss if self.reconstruction == "l1" else F.mse_loss
         reconstruction = error(x_hat.float(), x0.float())  # mean over B * C * H * W values
-        kl = posterior.kl().float().mean() / x0[0].numel()  # per image, divided by C * H * W
+        kl = DiagonalGaussian(posterior.mean.float(), posterior.logvar.float()).kl().mean() / x0[0].numel()
         return reconstruction + self.kl_weight * kl
