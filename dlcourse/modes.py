@@ -99,9 +99,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # images; at 32 px every cpu-budget recipe tried gave blobs (at most 20% of samples recognised). Training
         # time, measured back to back on one 2-core machine (train(), 2 threads): 433 s (155 img/s) against 333 s
         # (77 img/s) for the old 32-px recipe (800 x 32, lr 5e-4): 1.30x. Samples recognised confidently (n=300,
-        # DDPM-100, EMA): 39% under make course, 37-49% in separate runs (thread count and lr decay change the
-        # trained weights); the old recipe: 14%. Neither a cosine lr decay (37%), Min-SNR weighting nor 1550 steps
-        # (43%) lifts it reliably past 50%.
+        # DDPM-100, EMA): 39% under make course (raw weights 43%), 48-50% in 1-thread runs of it or of 2100 x 32;
+        # the old recipe: 14%. Neither a cosine lr decay (37%), Min-SNR weighting (20% at half the steps) nor
+        # 1550 steps (43%) lifts it reliably past 50%.
         "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
                 "prediction_type": "v", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
