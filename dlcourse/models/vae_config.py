@@ -5,8 +5,7 @@ Taught in notebooks/05_latent_diffusion.ipynb, section "The autoencoder".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 __all__ = ["VAEConfig"]
 
@@ -56,10 +55,6 @@ class VAEConfig:
     @property
     def level_channels(self) -> tuple[int, ...]:
         return tuple(self.base_channels * m for m in self.channel_mults)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values, as stored in a checkpoint (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def validate(self) -> None:
         """Raise a ValueError that says how to fix the first problem found; called at construction."""
