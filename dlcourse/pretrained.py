@@ -7,11 +7,13 @@ run. Each function here rebuilds exactly what the teaching notebook builds, from
 is simply loaded (no step is repeated), an interrupted one continues, and a missing one is trained.
 
 Taught in notebooks/03_ddpm_training.ipynb, section "One model, cached"; used from notebook 04 on. The
-autoencoder of notebooks/05_latent_diffusion.ipynb is cached the same way.
+autoencoder of notebooks/05_latent_diffusion.ipynb and the text-to-image model of
+notebooks/06_classifier_free_guidance.ipynb are cached the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,8 @@ import torch
 from torch import nn
 
 from dlcourse.checkpoints import cache_path
-from dlcourse.data import Shapes
-from dlcourse.models import VAE, UNet, UNetConfig, VAEConfig, VAELoss
+from dlcourse.data import Shapes, parse_caption
+from dlcourse.models import VAE, TextConditionedUNet, TextEncoder, Tokenizer, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.modes import Settings, settings
 from dlcourse.runtime import get_device
 from dlcourse.schedules import NoiseSchedule
@@ -29,11 +31,13 @@ from dlcourse.training import TrainConfig, TrainResult, train
 
 __all__ = [
     "TrainedDDPM",
+    "TrainedText2Image",
     "TrainedVAE",
     "ddpm_checkpoint_path",
     "ddpm_train_config",
     "ddpm_unet_config",
     "shapes_ddpm",
+    "shapes_text2img",
     "shapes_vae",
     "vae_config",
 ]
@@ -69,8 +73,8 @@ def ddpm_unet_config(recipe: Settings) -> UNetConfig:
 
 
 def ddpm_train_config(recipe: Settings) -> TrainConfig:
-    """The training settings of a recipe (a DDPM's, or the VAE's, which has no prediction_type); checkpoints every
-    tenth of the run (resumable on Colab)."""
+    """The training settings of a recipe (a DDPM's, the VAE's, which has no prediction_type, or the text model's,
+    which adds p_uncond); checkpoints every tenth of the run (resumable on Colab)."""
     return TrainConfig(
         steps=recipe.steps,
         batch_size=recipe.batch_size,
@@ -78,6 +82,7 @@ def ddpm_train_config(recipe: Settings) -> TrainConfig:
         warmup_steps=recipe.warmup_steps,
         ema_decay=recipe.ema_decay,
         prediction_type=recipe.get("prediction_type", "eps"),
+        p_uncond=recipe.get("p_uncond", 0.0),
         checkpoint_every=max(1, recipe.steps // 10),
         seed=recipe.seed,
     )
@@ -159,3 +164,60 @@ def shapes_vae(
     )
     return TrainedVAE(result.ema_model, result, recipe)
 
+
+
+@dataclass
+class TrainedText2Image:
+    """A text-to-image model and what it takes to prompt it.
+
+    model: the EMA weights, a :class:`~dlcourse.models.TextConditionedUNet` in eval mode (``model.unet`` takes
+    the context that ``model.encode_prompts`` makes); raw_model: the raw weights; tokenizer: prompts -> ids, mask;
+    schedule, prediction_type: as for :class:`TrainedDDPM`; holdout: the colour-shape pairs no training caption
+    named, as Shapes holdout rules; result, recipe: the run and its settings.
+    """
+
+    model: TextConditionedUNet
+    raw_model: TextConditionedUNet
+    tokenizer: Tokenizer
+    schedule: NoiseSchedule
+    prediction_type: str
+    holdout: list[dict[str, str]]
+    result: TrainResult
+    recipe: Settings
+
+
+def shapes_text2img(
+    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
+) -> TrainedText2Image:
+    """The text-conditioned model of notebook 06 (recipe ``"text_shapes"``): loaded, or trained now.
+
+    It starts from notebook 03's unconditional model (:func:`shapes_ddpm`, loaded or trained first) with
+    cross-attention added at zero (:meth:`~dlcourse.models.TextConditionedUNet.from_unconditional`) and a new
+    text encoder, and trains on the captions of Shapes images, leaving out the recipe's held-out colour-shape
+    pairs, with prompt dropout (``p_uncond``) so that one network also predicts for the empty prompt. The
+    checkpoint's name hashes both recipes, so another starting model trains its own text model.
+    """
+    recipe = settings("text_shapes", mode, **overrides)
+    base = shapes_ddpm(mode, device, progress)
+    device = get_device(device)
+    holdout = [parse_caption(pair) for pair in recipe.holdout]
+    batch = Shapes(resolution=base.recipe.resolution, seed=recipe.seed, holdout=holdout, device=device)
+    batch = batch.batch(0, recipe.n_train)
+    tokenizer = Tokenizer.for_shapes(recipe.max_length)
+    ids, mask = tokenizer.encode(batch.captions, device)
+    null_ids, null_mask = tokenizer.encode("", device)  # the empty prompt: the unconditional input
+    text_encoder = TextEncoder(len(tokenizer), recipe.max_length, recipe.text_dim, recipe.text_depth, recipe.text_heads)
+    model = TextConditionedUNet.from_unconditional(base.model, text_encoder)
+    result = train(
+        model,
+        {"x0": batch.images, "ids": ids, "mask": mask},
+        base.schedule,
+        dataclasses.replace(ddpm_train_config(recipe), prediction_type=base.prediction_type),
+        null_condition={"ids": null_ids[0], "mask": null_mask[0]},
+        checkpoint_path=cache_path("text_shapes", dict(recipe) | {"base": dict(base.recipe)}),
+        device=device,
+        progress=progress,
+    )
+    return TrainedText2Image(
+        result.ema_model, result.model, tokenizer, base.schedule, base.prediction_type, holdout, result, recipe
+    )

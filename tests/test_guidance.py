@@ -103,3 +103,21 @@ def test_the_text_model_trains_through_the_general_loop_with_prompt_dropout():
     assert len(result.loss_history) == 4
     after = model.text_encoder.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "the text encoder trains with the U-Net"
+
+
+def test_a_text_model_made_from_an_unconditional_one_starts_out_predicting_what_it_predicts():
+    torch.manual_seed(0)
+    plain = UNet(UNetConfig(resolution=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(8,),
+                            num_heads=2, zero_init=False)).eval()  # fmt: skip
+    weights = {k: v.clone() for k, v in plain.state_dict().items()}
+    tokenizer = Tokenizer.for_shapes()
+    model = TextConditionedUNet.from_unconditional(plain, TextEncoder(len(tokenizer), 12, dim=16, depth=1,
+                                                                      num_heads=2)).eval()  # fmt: skip
+    assert model.config.context_dim == 16 and plain.config.context_dim is None
+    x, t = torch.randn(3, 3, 16, 16), torch.tensor([5, 50, 95])
+    ids, mask = tokenizer.encode(["a red circle", "", "a small blue cross on the left"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, ids, mask), plain(x, t), rtol=0, atol=0)
+    assert all(torch.equal(weights[k], v) for k, v in plain.state_dict().items()), "the original is untouched"
+    with pytest.raises(ValueError, match="already reads a context"):
+        TextConditionedUNet.from_unconditional(model.unet, model.text_encoder)

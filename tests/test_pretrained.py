@@ -75,3 +75,21 @@ def test_shapes_vae_trains_once_then_loads_and_fits_its_recipe(data_dir):
         assert torch.equal(a, b)
     assert not second.vae.training
     assert ddpm_checkpoint_path("vae_shapes", recipe).is_file()
+
+
+def test_shapes_text2img_starts_from_the_cached_ddpm_trains_once_then_loads(data_dir):
+    from dlcourse.pretrained import shapes_text2img
+
+    first = shapes_text2img(mode="smoke", device="cpu", progress=False)
+    recipe = settings("text_shapes", "smoke")
+    assert ddpm_checkpoint_path("ddpm_shapes", settings("ddpm_shapes", "smoke")).is_file()  # the base, cached too
+    assert first.result.start_step == 0 and len(first.result.loss_history) == recipe.steps
+    assert first.holdout[0] == {"colour": "red", "shape": "triangle"} and not first.model.training
+    second = shapes_text2img(mode="smoke", device="cpu", progress=False)
+    assert second.result.start_step == recipe.steps  # loaded: no step trained again
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    ids, mask = second.tokenizer.encode(["a small red circle at the top left", ""])
+    x = torch.randn(2, 3, second.model.config.resolution, second.model.config.resolution)
+    with torch.no_grad():
+        assert second.model(x, torch.tensor([10, 900]), ids, mask).shape == x.shape

@@ -17,6 +17,7 @@ No notebook teaches it yet: it is the first piece of the text-conditioned model 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 from collections.abc import Sequence
@@ -141,6 +142,31 @@ class TextConditionedUNet(nn.Module):
                 f"{text_encoder.dim}-d embeddings: build the U-Net with UNetConfig(context_dim={text_encoder.dim})."
             )
         self.unet, self.text_encoder, self.config = unet, text_encoder, unet.config
+
+    @classmethod
+    def from_unconditional(cls, unet: nn.Module, text_encoder: TextEncoder) -> TextConditionedUNet:
+        """A text-conditioned copy of a trained unconditional U-Net: the same weights, plus cross-attention.
+
+        The new U-Net has ``unet``'s config with ``context_dim = text_encoder.dim``; every weight of ``unet`` is
+        copied, and the cross-attention layers are new, with their output projections at zero, so the copy starts
+        out predicting exactly what ``unet`` predicts, whatever the prompt (a "zero" start, as ControlNet and
+        GLIGEN add conditioning to a trained model). ``unet`` itself is not changed.
+        """
+        if getattr(unet.config, "context_dim", None) is not None:
+            raise ValueError(
+                f"from_unconditional takes a U-Net without cross-attention, but this one already reads a context "
+                f"(context_dim={unet.config.context_dim}); wrap it directly: TextConditionedUNet(unet, text_encoder)."
+            )
+        config = dataclasses.replace(unet.config, context_dim=text_encoder.dim, zero_init=True)
+        conditioned = type(unet)(config).to(next(unet.parameters()).device)
+        missing, unexpected = conditioned.load_state_dict(unet.state_dict(), strict=False)
+        if unexpected or not all(".cross_attn." in key for key in missing):
+            raise ValueError(
+                f"from_unconditional takes a U-Net without cross-attention; its weights do not map onto the "
+                f"conditioned copy (missing: {[k for k in missing if '.cross_attn.' not in k][:3]}, unexpected: "
+                f"{unexpected[:3]}). Pass the plain unconditional U-Net (e.g. shapes_ddpm().model)."
+            )
+        return cls(conditioned, text_encoder)
 
     def encode_prompts(self, ids: Tensor, mask: Tensor) -> Tensor:
         """Token embeddings (B, L, dim) of tokenised prompts: the U-Net's context."""
