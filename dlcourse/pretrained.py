@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dlcourse.checkpoints import cache_path
-from dlcourse.data import Shapes, parse_caption
+from dlcourse.data import Shapes, parse_caption, partial_captions
 from dlcourse.models import VAE, TextConditionedUNet, TextEncoder, Tokenizer, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.modes import Settings, settings
 from dlcourse.runtime import get_device
@@ -193,9 +193,10 @@ def shapes_text2img(
 
     It starts from notebook 03's unconditional model (:func:`shapes_ddpm`, loaded or trained first) with
     cross-attention added at zero (:meth:`~dlcourse.models.TextConditionedUNet.from_unconditional`) and a new
-    text encoder, and trains on the captions of Shapes images, leaving out the recipe's held-out colour-shape
-    pairs, with prompt dropout (``p_uncond``) so that one network also predicts for the empty prompt. The
-    checkpoint's name hashes both recipes, so another starting model trains its own text model.
+    text encoder, and trains on captions of Shapes images (each names size, colour and position with probability
+    ``p_name``; held-out colour-shape pairs are left out), with prompt dropout (``p_uncond``) so that one network
+    also predicts for the empty prompt. The checkpoint's name hashes both recipes, so another starting model
+    trains its own text model.
     """
     recipe = settings("text_shapes", mode, **overrides)
     base = shapes_ddpm(mode, device, progress)
@@ -204,7 +205,8 @@ def shapes_text2img(
     batch = Shapes(resolution=base.recipe.resolution, seed=recipe.seed, holdout=holdout, device=device)
     batch = batch.batch(0, recipe.n_train)
     tokenizer = Tokenizer.for_shapes(recipe.max_length)
-    ids, mask = tokenizer.encode(batch.captions, device)
+    captions = partial_captions(batch.attributes, recipe.p_name, torch.Generator().manual_seed(recipe.seed))
+    ids, mask = tokenizer.encode(captions, device)
     null_ids, null_mask = tokenizer.encode("", device)  # the empty prompt: the unconditional input
     text_encoder = TextEncoder(len(tokenizer), recipe.max_length, recipe.text_dim, recipe.text_depth, recipe.text_heads)
     model = TextConditionedUNet.from_unconditional(base.model, text_encoder)

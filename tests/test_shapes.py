@@ -123,6 +123,23 @@ def test_parse_caption_partial_and_loose_text():
     assert parse_caption("a diamond at the bottom right") == {"shape": "diamond", "position": "bottom right"}
 
 
+def test_partial_captions_name_each_attribute_at_the_given_rate_and_parse_back():
+    from dlcourse.data import partial_captions
+
+    batch = Shapes(resolution=16, seed=0).batch(0, 2000)
+    captions = partial_captions(batch.attributes, 0.6, torch.Generator().manual_seed(0))
+    parsed = [parse_caption(c) for c in captions]
+    for name in ("size", "colour", "position"):
+        rate = sum(name in p for p in parsed) / len(parsed)
+        assert abs(rate - 0.6) < 0.04, (name, rate)
+    assert all("shape" in p for p in parsed)
+    full = [parse_caption(c) for c in batch.captions]
+    assert all(p.items() <= f.items() for p, f in zip(parsed, full, strict=True))  # never a wrong attribute
+    assert partial_captions(batch.attributes, 1.0) == batch.captions
+    with pytest.raises(ValueError, match="p_name"):
+        partial_captions(batch.attributes, 0.0)
+
+
 def test_parse_caption_errors_teach():
     with pytest.raises(ValueError, match="'purple'.*red, green, blue"):
         parse_caption("a small purple circle at the top left")

@@ -6,7 +6,7 @@ Shapes, one concept per module: :mod:`~dlcourse.data.world` (the attributes and 
 :mod:`~dlcourse.data.checks`. Real datasets: :mod:`~dlcourse.data.datasets`.
 """
 
-from dlcourse.data.captions import attributes_from_captions, captions_from_attributes, parse_caption
+from dlcourse.data.captions import attributes_from_captions, captions_from_attributes, parse_caption, partial_captions
 from dlcourse.data.datasets import DATASETS, DatasetUnavailableError, ImageData, load_dataset
 from dlcourse.data.rendering import COLOUR_RGB, render
 from dlcourse.data.shapes import Shapes, ShapesBatch
@@ -29,6 +29,7 @@ __all__ = [
     "captions_from_attributes",
     "load_dataset",
     "parse_caption",
+    "partial_captions",
     "render",
     "to_display_range",
     "to_model_range",

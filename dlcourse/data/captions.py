@@ -1,6 +1,7 @@
 """Captions of Shapes images, and the attributes read back out of them.
 
-``captions_from_attributes`` writes "a {size} {colour} {shape} {where}" for each image;
+``captions_from_attributes`` writes "a {size} {colour} {shape} {where}" for each image (``partial_captions``
+leaves some attributes out at random, for a text model that should also understand "a red circle");
 ``parse_caption`` is its inverse for one caption (and accepts partial ones, "a red triangle");
 ``attributes_from_captions`` turns complete captions into the (N,) index tensors that
 :func:`dlcourse.data.render` draws. The words are those of :mod:`dlcourse.data.world`.
@@ -17,7 +18,7 @@ import torch
 from dlcourse.data.world import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES
 from dlcourse.runtime import get_device
 
-__all__ = ["attributes_from_captions", "captions_from_attributes", "parse_caption"]
+__all__ = ["attributes_from_captions", "captions_from_attributes", "parse_caption", "partial_captions"]
 
 # Position -> how a caption says it: "a small red circle" + " at the top left".
 _POSITION_PHRASES = {
@@ -33,19 +34,41 @@ _POSITION_PHRASES = {
 }
 
 
-def captions_from_attributes(attributes: Mapping[str, torch.Tensor]) -> list[str]:
+_OPTIONAL = ("size", "colour", "position")  # what a partial caption may leave out; it always names the shape
+
+
+def captions_from_attributes(
+    attributes: Mapping[str, torch.Tensor], named: Mapping[str, torch.Tensor] | None = None
+) -> list[str]:
     """One caption per image: "a {size} {colour} {shape} {position phrase}".
 
     attributes: {"shape", "colour", "size", "position"} -> (N,) LongTensor of indices into ATTRIBUTES.
-    Moves the indices to the CPU (one synchronisation).
+    named: {"size", "colour", "position"} -> (N,) bool, which of them each caption names (default: all); the
+    shape is always named ("a red circle", "a small circle on the left"). Moves the tensors to the CPU.
     """
     values = {name: attributes[name].tolist() for name in ATTRIBUTES}
-    return [
-        f"a {SIZES[size]} {COLOURS[colour]} {SHAPES[shape]} {_POSITION_PHRASES[POSITIONS[position]]}"
-        for shape, colour, size, position in zip(
-            values["shape"], values["colour"], values["size"], values["position"], strict=True
-        )
-    ]
+    n = len(values["shape"])
+    says = {name: [True] * n if named is None else named[name].tolist() for name in _OPTIONAL}
+    captions = []
+    for i, (shape, colour, size, position) in enumerate(
+        zip(values["shape"], values["colour"], values["size"], values["position"], strict=True)
+    ):
+        words = ["a", SIZES[size] if says["size"][i] else "", COLOURS[colour] if says["colour"][i] else "",
+                 SHAPES[shape], _POSITION_PHRASES[POSITIONS[position]] if says["position"][i] else ""]  # fmt: skip
+        captions.append(" ".join(w for w in words if w))
+    return captions
+
+
+def partial_captions(
+    attributes: Mapping[str, torch.Tensor], p_name: float, generator: torch.Generator | None = None
+) -> list[str]:
+    """Captions that name each of size, colour and position with probability ``p_name`` (the shape always), so a
+    text model trained on them also understands short prompts ("a red circle", "a square on the left")."""
+    if not 0.0 < p_name <= 1.0:
+        raise ValueError(f"p_name is the chance a caption names an attribute, in (0, 1]; got {p_name!r}.")
+    n = attributes["shape"].shape[0]
+    coins = torch.rand(n, len(_OPTIONAL), generator=generator) < p_name
+    return captions_from_attributes(attributes, {name: coins[:, k] for k, name in enumerate(_OPTIONAL)})
 
 
 def parse_caption(caption: str) -> dict[str, str]:
