@@ -88,6 +88,17 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   "speed_steps": 1, "n_eval": 16, "sample_steps": 4, "eval_resolution": 32, "n_psnr": 8,
                   "n_show": 4, "seed": 0},
     },
+    "06_classifier_free_guidance": {
+        # The guidance sweep samples per_prompt images for each of n_prompts full captions at every scale (same noise
+        # at every scale), with sample_steps DDIM steps; n_heldout_prompts captions of held-out colour-shape pairs are
+        # sampled at the same scales. n_negative: samples per arm of the negative-prompt measurement.
+        "gpu": {"scales": (1.0, 1.5, 3.0, 5.0, 7.5, 12.0), "n_prompts": 100, "per_prompt": 20, "n_heldout_prompts": 30,
+                "sample_steps": 50, "n_negative": 500, "n_show": 8, "seed": 0},
+        "cpu": {"scales": (1.0, 1.5, 3.0, 5.0, 7.5, 12.0), "n_prompts": 24, "per_prompt": 8, "n_heldout_prompts": 12,
+                "sample_steps": 20, "n_negative": 96, "n_show": 8, "seed": 0},
+        "smoke": {"scales": (1.0, 1.5, 3.0, 5.0, 7.5, 12.0), "n_prompts": 2, "per_prompt": 2, "n_heldout_prompts": 1,
+                  "sample_steps": 2, "n_negative": 4, "n_show": 2, "seed": 0},
+    },
 }
 
 

@@ -1,9 +1,11 @@
 """The loops written on the notebooks' pages are the package's loops: same seed, same result, bit for bit on a CPU.
 
-Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler, and notebook 05
-the autoencoder's loss, as short functions a learner reads and changes, each in a code cell tagged
-"loop-on-the-page". These tests run that very cell source (read from the notebook, so an edit there is tested here)
-on tiny models, and compare the result with ``train``, ``ddpm_sample``, ``ddim_sample`` and ``VAELoss``.
+Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler, notebook 05
+the autoencoder's loss, and notebook 06 cross-attention and classifier-free guidance, as short functions a learner
+reads and changes, each in a code cell tagged "loop-on-the-page". These tests run that very cell source (read from the
+notebook, so an edit there is tested here) on tiny models, and compare the result with ``train``, ``ddpm_sample``,
+``ddim_sample``, ``VAELoss``, ``CrossAttention`` and ``guided_denoiser`` (bit for bit where the arithmetic is the same,
+to float rounding where the package batches it differently).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcourse import EMA, Shapes, ddim_sample, ddim_step, ddpm_sample, ddpm_step, learning_rate, timesteps, train
-from dlcourse.models import VAE, UNet, UNetConfig, VAEConfig, VAELoss
+from dlcourse.models import VAE, CrossAttention, UNet, UNetConfig, VAEConfig, VAELoss
+from dlcourse.sampling import guided_denoiser
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig
 
@@ -115,3 +118,36 @@ def test_notebook_05_vae_loss_equals_vae_loss(kl_weight):
     assert not torch.equal(ours, other)
     ours.backward()  # the trick lets gradients reach the encoder through the sample
     assert vae.conv_moments.weight.grad.abs().sum() > 0
+
+
+def test_notebook_06_cross_attention_equals_the_package_and_ignores_padding():
+    cross_attention_by_hand = loop_from_notebook("06_classifier_free_guidance.ipynb", "cross_attention_by_hand")
+    torch.manual_seed(0)
+    block = CrossAttention(channels=16, context_dim=8, num_heads=4).eval()
+    nn.init.normal_(block.proj_out.weight)  # a non-trivial output, so a wrong mix of values shows
+    h, context = torch.randn(2, 16, 4, 4), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    with torch.no_grad():
+        ours = cross_attention_by_hand(block, h, context, mask)
+        torch.testing.assert_close(ours, block(h, context, mask), rtol=1e-5, atol=1e-5)
+        garbage = context.clone()
+        garbage[0, 3:] = 100.0  # what sits in the padding must not matter
+        torch.testing.assert_close(cross_attention_by_hand(block, h, garbage, mask), ours)
+        assert not torch.allclose(cross_attention_by_hand(block, h, context, torch.ones_like(mask)), ours)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 7.5])
+def test_notebook_06_guidance_equals_the_batched_guided_denoiser(scale):
+    guided_by_hand = loop_from_notebook("06_classifier_free_guidance.ipynb", "guided_by_hand")
+    torch.manual_seed(0)
+    unet = UNet(UNetConfig(resolution=16, base_channels=16, channel_mults=(1, 2), attention_resolutions=(8,),
+                           context_dim=8, num_heads=2, zero_init=False)).eval()  # fmt: skip
+    context, mask = torch.randn(3, 5, 8), torch.tensor([[True] * 3 + [False] * 2] * 3)
+    null, null_mask = torch.randn(1, 5, 8), torch.tensor([[True] + [False] * 4])
+    x_t, t = torch.randn(3, 3, 16, 16), torch.tensor([10, 50, 90])
+    with torch.no_grad():
+        ours = guided_by_hand(unet, context, mask, null, null_mask, scale)(x_t, t)
+        theirs = guided_denoiser(unet, context, null, scale, context_mask=mask, uncond_mask=null_mask)(x_t, t)
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        other = guided_by_hand(unet, context, mask, null, null_mask, scale + 1.0)(x_t, t)
+    assert not torch.allclose(ours, other)
