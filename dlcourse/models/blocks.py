@@ -2,8 +2,8 @@
 
 Taught in notebooks/02_unet.ipynb: "A residual block that knows the time" (ResBlock.forward written on the
 page with a block's own weights and checked equal to it), "Self-attention over pixels", "Cross-attention:
-looking at something else" (built and shape-checked there; no notebook trains with it yet) and "Changing
-resolution".
+looking at something else" (built and shape-checked there; written out and trained in
+notebooks/06_classifier_free_guidance.ipynb, "Cross-attention, written out") and "Changing resolution".
 
 Layout as in DDPM / ADM (Ho et al. 2020, App. B; Dhariwal & Nichol 2021): GroupNorm before every conv and
 attention ("pre-norm"), SiLU activations, a residual connection around every block. Attention runs on the

@@ -12,7 +12,8 @@ the real tokens, and a transformer of a few layers trained together with the U-N
 
 The empty prompt "" is the unconditional input of classifier-free guidance: [<start>, <pad>, ...].
 
-No notebook teaches it yet: it is the first piece of the text-conditioned model of classifier-free guidance.
+Taught in notebooks/06_classifier_free_guidance.ipynb: "From a prompt to tokens", "The text encoder" and "Teaching
+notebook 03's model to read" (:meth:`TextConditionedUNet.from_unconditional`).
 """
 
 from __future__ import annotations

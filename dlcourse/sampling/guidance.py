@@ -13,6 +13,9 @@ eps(x_t, prompt) and eps(x_t, empty prompt). Guidance moves the prediction away 
 The two predictions come from **one** forward pass on a batch of 2B ([unconditional; conditional]), not two
 calls: half the kernel launches, and the same cost in FLOPs. The same formula holds for v and x0 predictions
 (each is linear in eps at a fixed x_t).
+
+Taught in notebooks/06_classifier_free_guidance.ipynb, "Guidance, on the page" (the same function with two forward
+passes, checked equal to this one).
 """
 
 from __future__ import annotations

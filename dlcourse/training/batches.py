@@ -12,7 +12,8 @@ Random numbers come from the batch source's generator in a fixed order: the indi
 the loss then draws t and eps from the same generator (:func:`~dlcourse.training.ddpm_loss`).
 
 Taught in notebooks/03_ddpm_training.ipynb, section "Algorithm 1, the whole loop", which draws its batches the same way
-(random indices, then t and eps); the conditions, the encoder and condition dropout have no notebook yet.
+(random indices, then t and eps); condition dropout in notebooks/06_classifier_free_guidance.ipynb, "Prompt
+dropout: one network, two predictions"; the frozen encoder has no notebook yet (notebook 05 caches latents instead).
 """
 
 from __future__ import annotations
