@@ -121,3 +121,13 @@ def test_a_text_model_made_from_an_unconditional_one_starts_out_predicting_what_
     assert all(torch.equal(weights[k], v) for k, v in plain.state_dict().items()), "the original is untouched"
     with pytest.raises(ValueError, match="already reads a context"):
         TextConditionedUNet.from_unconditional(model.unet, model.text_encoder)
+
+
+def test_the_text_models_prediction_does_not_depend_on_the_padding_length(setup):
+    model, tokenizer, (context, mask), _, x, t = setup
+    short_ids, short_mask = Tokenizer.for_shapes(max_length=9).encode(PROMPTS)  # 3 fewer padding tokens
+    with torch.no_grad():
+        full = model(x, t, *tokenizer.encode(PROMPTS))
+        torch.testing.assert_close(model(x, t, short_ids, short_mask), full, rtol=1e-5, atol=1e-5)
+        unmasked = model.unet(x, t, context=context, context_mask=None)  # padding attended to: another output
+    assert not torch.allclose(unmasked, full, rtol=1e-5, atol=1e-5)
