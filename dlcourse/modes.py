@@ -148,7 +148,10 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # each, full captions; 24 prompts x 8 samples, DDIM-25; "all" = every attribute of the prompt right):
         # - the warm start against training from scratch, 600 x 48 at lr 1e-3 (340 s): all 31% against 16% at s = 3;
         # - 1200 x 48 (854 s): all 70% at s = 1, 89% at s = 3, 84% at s = 7.5; held-out pairs 81% at s = 3;
-        #   at lr 2e-3: 61%, 80%, 57%, held-out 53%.
+        #   at lr 2e-3: 61%, 80%, 57%, held-out 53%;
+        # - pixels against notebook 05's latents (16x16x4, the same U-Net recipe trained from scratch, 2827 x 32 in
+        #   415 s on 2 threads): all 9% at s = 1, 5% at s = 3; this recipe, 432 s on 2 threads under make course
+        #   (partial captions): 52% at s = 1, 69% at s = 3. So the text model works in pixels, from notebook 03's model.
         "gpu": {"n_train": 50_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 128, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 4000,
                 "batch_size": 128, "lr": 5e-4, "warmup_steps": 100, "ema_decay": 0.999, "seed": 0},
