@@ -1,0 +1,50 @@
+"""DreamBooth: fine-tune the whole U-Net (or a LoRA of it) on a few images of one subject (Ruiz et al. 2023).
+
+The subject's images are captioned with an **instance prompt** that pairs a rare identifier with the subject's class,
+"a sks triangle". Trained on a handful of images alone, the model soon draws the subject for *every* triangle prompt:
+the class word drifts to mean the subject ("language drift"). **Prior preservation** fights this with a second term:
+images the model itself generated for the plain **class prompt** ("a triangle") before fine-tuning, trained on with
+that prompt, so the class keeps its old meaning (Ruiz et al. 2023, Eq. 2):
+
+    L = E || eps - eps_theta(x_t, t, c_instance) ||^2  +  lambda * E || eps' - eps_theta(x'_t, t', c_class) ||^2
+
+Both terms run through :func:`~dlcourse.training.train`: the instance images are the data, the class images a
+:class:`~dlcourse.training.LossTerm` of weight lambda (0 gives exactly the run without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from dlcourse.models.text import Tokenizer
+from dlcourse.training import LossTerm
+
+__all__ = ["captioned", "prior_preservation"]
+
+
+def captioned(images: Tensor, prompts: str | Sequence[str], tokenizer: Tokenizer) -> dict[str, Tensor]:
+    """Training data for a text model: {"x0": images (N, C, H, W), "ids": (N, L), "mask": (N, L)} on the images'
+    device; one prompt for all images or one per image."""
+    n = images.shape[0]
+    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != n:
+        raise ValueError(f"captioned: {n} images but {len(prompts)} prompts; pass one prompt or one per image.")
+    ids, mask = tokenizer.encode(prompts, images.device)
+    return {"x0": images, "ids": ids, "mask": mask}
+
+
+def prior_preservation(
+    class_images: Tensor, class_prompt: str, tokenizer: Tokenizer, weight: float = 1.0, batch_size: int | None = None
+) -> LossTerm:
+    """The prior-preservation term: the base model's own images of ``class_prompt`` (generated before fine-tuning),
+    trained on with that prompt at ``weight`` (lambda; 1 in the paper)."""
+    if class_images.shape[0] < 2:
+        raise ValueError("prior_preservation needs a set of class images (the paper uses 200-300 per subject).")
+    if not class_prompt.strip():
+        raise ValueError("prior_preservation needs the class prompt, e.g. 'a triangle', not the empty prompt.")
+    with torch.no_grad():
+        data = captioned(class_images, class_prompt, tokenizer)
+    return LossTerm(data=data, weight=weight, batch_size=batch_size)
