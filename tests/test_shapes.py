@@ -366,3 +366,23 @@ def test_cuda_matches_cpu():
     assert gpu.images.is_cuda
     assert all(torch.equal(cpu.attributes[k], gpu.attributes[k].cpu()) for k in ATTRIBUTES)
     torch.testing.assert_close(gpu.images.cpu(), cpu.images, atol=1e-4, rtol=0)
+
+
+def test_hollow_shapes_keep_only_an_outline_of_at_least_a_pixel():
+    one = {
+        "shape": torch.tensor([SHAPES.index("square"), SHAPES.index("circle")]),
+        "colour": torch.tensor([COLOURS.index("red"), COLOURS.index("green")]),
+        "size": torch.tensor([1, 0]),
+        "position": torch.tensor([POSITIONS.index("centre")] * 2),
+    }
+    for resolution in (24, 64):
+        filled = coverage(render(one, resolution), one["colour"])
+        hollow = coverage(render(one, resolution, hollow=True), one["colour"])
+        middle = resolution // 2
+        assert (filled[:, middle - 1 : middle + 1, middle - 1 : middle + 1] > 0.9).all()  # filled at the centre
+        assert hollow[0, middle - 1 : middle + 1, middle - 1 : middle + 1].max() < 0.1  # the big square's hole
+        assert (hollow.amax(dim=(1, 2)) > 0.9).all()  # even the small circle's outline covers whole pixels
+    mixed = render(one, 32, hollow=torch.tensor([True, False]))
+    assert torch.equal(mixed[0], render(one, 32, hollow=True)[0]) and torch.equal(mixed[1], render(one, 32)[1])
+    with pytest.raises(ValueError, match="hollow must be"):
+        render(one, 32, hollow=torch.tensor([1, 0]))

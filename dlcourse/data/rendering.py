@@ -46,6 +46,7 @@ _RADIUS = {"small": 0.14, "large": 0.27}  # a shape's size: the circle's radius,
 _MAX_OFFSET = 0.04  # jitter: the centre moves up to this far from the cell centre, in x and in y
 _MAX_SCALE = 0.10  # jitter: the size changes by up to +-10%
 _MAX_ROTATION = math.radians(15)  # jitter: turned by up to +-15 degrees (a square never looks like a diamond)
+_OUTLINE = 0.3  # a hollow shape is its outline: a band this fraction of its size wide, centred on the edge
 # Render this many pixels at a time, so memory stays bounded: cache-sized chunks are fastest on a CPU, big
 # ones keep the number of kernel launches small on a GPU.
 _PIXELS_PER_CHUNK = {"cpu": 2**18, "gpu": 2**24}
@@ -96,9 +97,14 @@ _SIGNED_DISTANCES = (_sd_circle, _sd_square, _sd_triangle, _sd_diamond, _sd_cros
 
 
 def _draw_chunk(
-    attributes: Mapping[str, torch.Tensor], jitter: torch.Tensor, resolution: int, colour_rgb: torch.Tensor
+    attributes: Mapping[str, torch.Tensor],
+    jitter: torch.Tensor,
+    resolution: int,
+    colour_rgb: torch.Tensor,
+    hollow: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(N,) attributes, (N, 4) jitter, (len(COLOURS), 3) colour table -> (N, 3, H, W) images in [-1, 1]."""
+    """(N,) attributes, (N, 4) jitter, (len(COLOURS), 3) colour table, (N,) bool hollow or None -> (N, 3, H, W)
+    images in [-1, 1]."""
     device = jitter.device
     pixel = 2 / resolution
     centres = (torch.arange(resolution, device=device, dtype=torch.float32) + 0.5) * pixel - 1
@@ -121,6 +127,9 @@ def _draw_chunk(
     for index, signed_distance in enumerate(_SIGNED_DISTANCES):  # 5 shape kinds, each over the whole chunk
         distance = torch.where(shape == index, signed_distance(u, v), distance)
     distance = distance * radius  # back to image units
+    if hollow is not None:  # the outline alone: |d| - half its width is the SDF of a band around the edge
+        band = torch.maximum(_OUTLINE * radius / 2, torch.full_like(radius, 0.75 * pixel))  # >= 1.5 pixels wide
+        distance = torch.where(hollow.view(-1, 1, 1), distance.abs() - band, distance)
     coverage = (0.5 - distance / pixel).clamp(0, 1)  # anti-aliasing: the fraction of the pixel inside
 
     rgb = colour_rgb[attributes["colour"]].view(-1, 3, 1, 1)
@@ -129,7 +138,11 @@ def _draw_chunk(
 
 
 def draw(
-    attributes: Mapping[str, torch.Tensor], jitter: torch.Tensor, resolution: int, colour_rgb: torch.Tensor
+    attributes: Mapping[str, torch.Tensor],
+    jitter: torch.Tensor,
+    resolution: int,
+    colour_rgb: torch.Tensor,
+    hollow: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`_draw_chunk` over chunks of images, so memory stays bounded for any N. No input checks."""
     pixels = _PIXELS_PER_CHUNK["cpu" if jitter.device.type == "cpu" else "gpu"]
@@ -140,6 +153,7 @@ def draw(
             jitter[i : i + per_chunk],
             resolution,
             colour_rgb,
+            None if hollow is None else hollow[i : i + per_chunk],
         )
         for i in range(0, max(len(jitter), 1), per_chunk)  # at least one chunk, so N = 0 gives an empty batch
     ]
@@ -158,6 +172,7 @@ def render(
     jitter: torch.Tensor | None = None,
     device: str | torch.device | None = None,
     check: bool = True,
+    hollow: torch.Tensor | bool = False,
 ) -> torch.Tensor:
     """Draw the images the given attributes describe, e.g. exactly "a small red triangle at the top left".
 
@@ -167,6 +182,8 @@ def render(
         None draws every shape centred in its cell, at its nominal size, unrotated.
     device: where to draw (default: the attributes' device).
     check: validate the index ranges (one host synchronisation); pass False in hot loops.
+    hollow: draw the outline only, for every image (True) or per image ((N,) bool). No Shapes image is hollow: it is
+        the new concept that notebook 07 teaches a trained model.
     Returns (N, 3, resolution, resolution) float32 in [-1, 1].
     """
     check_resolution(resolution)
@@ -175,4 +192,10 @@ def render(
     if jitter is None:
         jitter = torch.zeros(n, 4, device=device)
     check_jitter(jitter, n)
-    return draw(attributes, jitter.to(device, torch.float32), resolution, colour_table(device))
+    if isinstance(hollow, bool):
+        hollow = torch.full((n,), hollow, dtype=torch.bool, device=device) if hollow else None
+    elif not isinstance(hollow, torch.Tensor) or hollow.dtype != torch.bool or hollow.shape != (n,):
+        shape = tuple(hollow.shape) if isinstance(hollow, torch.Tensor) else type(hollow).__name__
+        raise ValueError(f"render: hollow must be True, False or an ({n},) bool tensor; got {shape}.")
+    hollow = None if hollow is None else hollow.to(device)
+    return draw(attributes, jitter.to(device, torch.float32), resolution, colour_table(device), hollow)
