@@ -7,6 +7,7 @@
 - :mod:`~dlcourse.metrics.quality`: :func:`evaluate_samples`, FID and KID next to the reals-vs-reals baseline;
 - :mod:`~dlcourse.metrics.attributes`: attribute accuracy (prompt adherence), predicted distribution, confidence;
 - :mod:`~dlcourse.metrics.prompts`: prompt adherence and diversity of text-conditioned samples;
+- :mod:`~dlcourse.metrics.concept`: the hollow-shape detector that scores a fine-tuned concept;
 - :mod:`~dlcourse.metrics.reconstruction`: PSNR of an autoencoder's reconstructions;
 - :mod:`~dlcourse.metrics.cost`: FLOPs of a call and the activation memory of a training step.
 
@@ -15,6 +16,7 @@ notebooks/04_ddim_sampling.ipynb, "Steps x sampler, measured".
 """
 
 from dlcourse.metrics.attributes import attribute_accuracy, attribute_distribution, confident_fraction
+from dlcourse.metrics.concept import concept_examples, concept_rate, load_concept_detector
 from dlcourse.metrics.cost import activation_bytes, forward_flops
 from dlcourse.metrics.feature_net import FeatureNet, compute_features, predict_probabilities
 from dlcourse.metrics.feature_training import load_feature_net, train_feature_net
@@ -34,6 +36,8 @@ __all__ = [
     "attribute_accuracy",
     "attribute_distribution",
     "compute_features",
+    "concept_examples",
+    "concept_rate",
     "confident_fraction",
     "diversity",
     "evaluate_samples",
@@ -43,6 +47,7 @@ __all__ = [
     "forward_flops",
     "frechet_distance",
     "kid",
+    "load_concept_detector",
     "load_feature_net",
     "polynomial_mmd2",
     "predict_probabilities",
