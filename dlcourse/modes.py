@@ -99,6 +99,30 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"scales": (1.0, 1.5, 3.0, 5.0, 7.5, 12.0), "n_prompts": 2, "per_prompt": 2, "n_heldout_prompts": 1,
                   "sample_steps": 2, "n_negative": 4, "n_show": 2, "seed": 0},
     },
+    "07_lora_dreambooth": {
+        # The concept (hollow triangles) is taught from n_instance images with steps x batch_size of each method, at
+        # each method's learning rate; n_class: the base model's own "a triangle" images for prior preservation;
+        # detector_*: the hollow-shape detector's training images and steps (dlcourse.metrics.concept);
+        # n_eval: samples per measured prompt (DDIM sample_steps, guidance scale). Measured on 2 cores (1 thread,
+        # 300 x 4, lr 2e-4): with "sks" starting as "triangle", DreamBooth drew the concept for 97% of plain
+        # "a triangle" prompts without prior preservation and 27-36% with it, learning the concept in 45-58% of
+        # "a sks triangle" samples; starting "sks" as "at" (a word that says nothing about the picture, like a rare
+        # token), DreamBooth + prior preservation: concept 75%, drift 9% (the base model's floor: 14%). Prior weight 2
+        # kept drift at 17% but the concept at 30%. LoRA rank 2 is 0.56% of the U-Net. Textual inversion moved its
+        # word but drew the concept in 5-6%: the frozen U-Net cannot draw a hollow shape, so no word makes it.
+        "gpu": {"n_instance": 5, "n_class": 200, "steps": 800, "batch_size": 4, "lr_ti": 5e-3, "lr_lora": 1e-3,
+                "lr_dreambooth": 1e-4, "rank": 2, "prior_weight": 1.0, "ema_decay": 0.98, "n_eval": 256,
+                "sample_steps": 50, "guidance_scale": 3.0, "n_show": 8, "detector_n_train": 10_000,
+                "detector_steps": 400, "seed": 0},
+        "cpu": {"n_instance": 5, "n_class": 64, "steps": 300, "batch_size": 4, "lr_ti": 5e-3, "lr_lora": 2e-3,
+                "lr_dreambooth": 2e-4, "rank": 2, "prior_weight": 1.0, "ema_decay": 0.98, "n_eval": 64,
+                "sample_steps": 20, "guidance_scale": 3.0, "n_show": 8, "detector_n_train": 10_000,
+                "detector_steps": 400, "seed": 0},
+        "smoke": {"n_instance": 5, "n_class": 4, "steps": 2, "batch_size": 2, "lr_ti": 5e-3, "lr_lora": 2e-3,
+                  "lr_dreambooth": 2e-4, "rank": 2, "prior_weight": 1.0, "ema_decay": 0.98, "n_eval": 4,
+                  "sample_steps": 2, "guidance_scale": 3.0, "n_show": 2, "detector_n_train": 256, "detector_steps": 10,
+                  "seed": 0},
+    },
 }
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcourse import EMA, Shapes, ddim_sample, ddim_step, ddpm_sample, ddpm_step, learning_rate, timesteps, train
+from dlcourse.finetune import LoRALinear
 from dlcourse.models import VAE, CrossAttention, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.sampling import guided_denoiser
 from dlcourse.schedules import NoiseSchedule
@@ -151,3 +152,16 @@ def test_notebook_06_guidance_equals_the_batched_guided_denoiser(scale):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
         other = guided_by_hand(unet, context, mask, null, null_mask, scale + 1.0)(x_t, t)
     assert not torch.allclose(ours, other)
+
+
+def test_notebook_07_lora_equals_the_package():
+    lora_by_hand = loop_from_notebook("07_lora_dreambooth.ipynb", "lora_by_hand")
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(12, 6), rank=3, alpha=5.0)
+    nn.init.normal_(layer.lora_up.weight)
+    layer.scale = 0.7
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(lora_by_hand(layer, x), layer(x), rtol=1e-5, atol=1e-6)
+        layer.scale = 0.0
+        torch.testing.assert_close(lora_by_hand(layer, x), layer.base(x), rtol=1e-5, atol=1e-6)

@@ -10,6 +10,8 @@ that prompt, so the class keeps its old meaning (Ruiz et al. 2023, Eq. 2):
 
 Both terms run through :func:`~dlcourse.training.train`: the instance images are the data, the class images a
 :class:`~dlcourse.training.LossTerm` of weight lambda (0 gives exactly the run without it).
+
+Taught in notebooks/07_lora_dreambooth.ipynb, "DreamBooth, with and without prior preservation".
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ so B A is again a conv of the layer's shape and merges into it.
 - :func:`merge_lora` folds B A into W for inference at no extra cost; :func:`unmerge_lora` restores W bit for bit;
 - :func:`set_lora_scale` turns the update up or down at inference;
 - saving and loading the adapter alone: :mod:`dlcourse.finetune.adapter`.
+
+Taught in notebooks/07_lora_dreambooth.ipynb, "LoRA, on the page" (the forward written out and checked against
+:class:`LoRALinear`) and "The LoRA scale, and merging".
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ teach a concept (``dim`` numbers; 768 for Stable Diffusion 1.5) and usually the 
 
 The new row lives in a parameter of its own (:class:`ExtendedEmbedding`), so "only the new row trains" holds by
 construction: the old table is a different, frozen tensor that the optimiser never sees.
+
+Used in notebooks/07_lora_dreambooth.ipynb, "A word for the concept" and "Textual inversion: one new word".
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ prompt now draws it too) are both the rate at which a detector says "hollow". Th
 :class:`~dlcourse.metrics.FeatureNet` with one two-way head, trained like the feature classifier (with its mild
 degradations, so blurry samples are read correctly) on Shapes images drawn half hollow, half filled, and cached.
 
-Used in notebook 07 (LoRA, DreamBooth, textual inversion), which has not landed yet.
+Used in notebooks/07_lora_dreambooth.ipynb, "The concept: hollow shapes" and "What we measure".
 """
 
 from __future__ import annotations
