@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from dlcourse.models.text import Tokenizer
@@ -47,6 +46,4 @@ def prior_preservation(
         raise ValueError("prior_preservation needs a set of class images (the paper uses 200-300 per subject).")
     if not class_prompt.strip():
         raise ValueError("prior_preservation needs the class prompt, e.g. 'a triangle', not the empty prompt.")
-    with torch.no_grad():
-        data = captioned(class_images, class_prompt, tokenizer)
-    return LossTerm(data=data, weight=weight, batch_size=batch_size)
+    return LossTerm(data=captioned(class_images, class_prompt, tokenizer), weight=weight, batch_size=batch_size)

@@ -63,16 +63,21 @@ class _LoRA(nn.Module):
     def merged(self) -> bool:
         return self._unmerged_weight is not None
 
+    @property
+    def factor(self) -> float:
+        """What multiplies B A: (alpha / r) * scale."""
+        return self.alpha / self.rank * self.scale
+
     def delta_weight(self) -> Tensor:
         """The update (alpha / r) * scale * B A, in the shape of the base layer's weight."""
         up, down = self.lora_up.weight.flatten(1), self.lora_down.weight.flatten(1)  # (out, r), (r, in * k * k)
-        return (self.alpha / self.rank * self.scale) * (up @ down).view_as(self.base.weight)
+        return self.factor * (up @ down).view_as(self.base.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.base(x)
         if self.merged:  # W already holds the update
             return y
-        return y + (self.alpha / self.rank * self.scale) * self.lora_up(self.lora_down(x))  # Eq. 3
+        return y + self.factor * self.lora_up(self.lora_down(x))  # Eq. 3
 
     @torch.no_grad()
     def merge(self) -> None:
