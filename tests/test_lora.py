@@ -145,3 +145,20 @@ def test_a_saved_adapter_reloads_into_a_fresh_model_and_reproduces_its_outputs(t
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(CheckpointError):
         load_adapter(_unet(), tmp_path / "bad.pt")
+
+
+def test_float32_lora_on_a_half_precision_layer():
+    """SD's U-Net runs in fp16; its LoRA trains in float32 (an fp16 Adam step loses small updates), under autocast
+    or not."""
+    base = nn.Linear(16, 8).to(torch.bfloat16)
+    layer = LoRALinear(base, rank=2, dtype=torch.float32)
+    assert layer.lora_down.weight.dtype == layer.lora_up.weight.dtype == torch.float32
+    with torch.no_grad():
+        layer.lora_up.weight.normal_()
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    y = layer(x)
+    assert y.dtype == torch.bfloat16
+    expected = base(x).float() + layer.lora_up(layer.lora_down(x.float()))
+    torch.testing.assert_close(y.float(), expected, atol=0.05, rtol=0.02)
+    y.float().sum().backward()
+    assert layer.lora_down.weight.grad.dtype == torch.float32 and base.weight.grad is None

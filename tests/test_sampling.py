@@ -546,6 +546,9 @@ def test_fast_on_cpu_runs_the_eager_path():
         (lambda m, n: ddpm_sample(m, SCHEDULE, n, clip_x0=(1, -1)), ValueError, "low < high"),
         (lambda m, n: ddim_sample(m, SCHEDULE, n, clip_x0=1.0), ValueError, "\\(low, high\\) pair"),
         (lambda m, n: ddim_step(n, 10, 9, n, SCHEDULE, clip_x0=(-1, 0, 1)), ValueError, "\\(low, high\\) pair"),
+        (lambda m, n: ddim_sample(m, SCHEDULE, n, num_steps=5, start_step=5), ValueError, "from 0 \\(start from"),
+        (lambda m, n: ddim_sample(m, SCHEDULE, n, start_step=-1), ValueError, "strength"),
+        (lambda m, n: ddim_sample(m, SCHEDULE, n, set_alpha_to_one=False), ValueError, "steps_offset=1"),
     ],
 )
 def test_sampler_errors(call, error, match):

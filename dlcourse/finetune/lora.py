@@ -77,7 +77,8 @@ class _LoRA(nn.Module):
         y = self.base(x)
         if self.merged:  # W already holds the update
             return y
-        return y + self.factor * self.lora_up(self.lora_down(x))  # Eq. 3
+        update = self.lora_up(self.lora_down(x.to(self.lora_down.weight.dtype)))  # no-ops when the dtypes agree
+        return y + self.factor * update.to(y.dtype)  # Eq. 3
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -95,10 +96,10 @@ class _LoRA(nn.Module):
 class LoRALinear(_LoRA):
     """``base(x) + (alpha / rank) * scale * up(down(x))`` around a frozen nn.Linear. x: (..., in) -> (..., out)."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None, dtype: torch.dtype | None = None):
         _check_rank(rank, min(base.in_features, base.out_features), f"Linear({base.in_features}, {base.out_features})")
-        down = nn.Linear(base.in_features, rank, bias=False, device=base.weight.device, dtype=base.weight.dtype)
-        up = nn.Linear(rank, base.out_features, bias=False, device=base.weight.device, dtype=base.weight.dtype)
+        kw = {"device": base.weight.device, "dtype": dtype or base.weight.dtype, "bias": False}
+        down, up = nn.Linear(base.in_features, rank, **kw), nn.Linear(rank, base.out_features, **kw)
         super().__init__(base, down, up, rank, rank if alpha is None else alpha)
 
 
@@ -106,11 +107,11 @@ class LoRAConv2d(_LoRA):
     """The same around a frozen nn.Conv2d: down is a conv with its kernel, stride and padding into ``rank``
     channels, up a 1x1 conv out of them. x: (B, in, H, W) -> (B, out, H', W')."""
 
-    def __init__(self, base: nn.Conv2d, rank: int, alpha: float | None = None):
+    def __init__(self, base: nn.Conv2d, rank: int, alpha: float | None = None, dtype: torch.dtype | None = None):
         if base.groups != 1:
             raise ValueError(f"LoRAConv2d supports groups=1 convolutions only; this one has groups={base.groups}.")
         _check_rank(rank, min(base.in_channels, base.out_channels), f"Conv2d({base.in_channels}, {base.out_channels})")
-        kw = {"device": base.weight.device, "dtype": base.weight.dtype, "bias": False}
+        kw = {"device": base.weight.device, "dtype": dtype or base.weight.dtype, "bias": False}
         down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation, **kw)
         up = nn.Conv2d(rank, base.out_channels, 1, **kw)
         super().__init__(base, down, up, rank, rank if alpha is None else alpha)
@@ -125,11 +126,17 @@ def _check_rank(rank: int, limit: int, layer: str) -> None:
 
 
 def inject_lora(
-    model: nn.Module, rank: int = 4, alpha: float | None = None, targets: Sequence[str] = DEFAULT_TARGETS
+    model: nn.Module,
+    rank: int = 4,
+    alpha: float | None = None,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    dtype: torch.dtype | None = None,
 ) -> list[str]:
     """Wrap every nn.Linear / nn.Conv2d of ``model`` whose name matches a pattern in ``targets`` (fnmatch, e.g.
     ``"*.cross_attn.to_q"``) in a LoRA layer, in place; freeze every other parameter of the model. alpha: default
-    ``rank`` (scale 1). Returns the wrapped layers' names; raises a ValueError if nothing matches."""
+    ``rank`` (scale 1). dtype: A and B's dtype (default: the layer's); torch.float32 trains a LoRA on an fp16 model
+    under autocast, as peft does (an optimiser step on fp16 weights loses small updates). Returns the wrapped layers'
+    names; raises a ValueError if nothing matches."""
     if any(isinstance(m, _LoRA) for m in model.modules()):
         raise ValueError("inject_lora: this model already has LoRA layers; inject once (or build a fresh model).")
     names = [
@@ -145,7 +152,7 @@ def inject_lora(
         parent = model.get_submodule(parent_name)
         layer = getattr(parent, child)
         wrapper = LoRALinear if isinstance(layer, nn.Linear) else LoRAConv2d
-        setattr(parent, child, wrapper(layer, rank, alpha))
+        setattr(parent, child, wrapper(layer, rank, alpha, dtype))
     return names
 
 

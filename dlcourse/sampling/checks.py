@@ -17,6 +17,7 @@ from dlcourse.schedules import NoiseSchedule
 
 __all__ = [
     "check_clip_x0",
+    "check_ddim_ending",
     "check_ddim_step",
     "check_ddpm_step",
     "check_eta",
@@ -59,6 +60,20 @@ def check_eta(eta: float) -> None:
         raise ValueError(
             f"eta must be a number in [0, 1]: 0 is deterministic DDIM, 1 adds DDPM's posterior variance "
             f"(Song et al. 2021, Eq. (16)); got {eta!r}. Above 1, sigma^2 can exceed 1 - alpha_bar_prev."
+        )
+
+
+def check_ddim_ending(ts: list[int], set_alpha_to_one: bool, start_step: int) -> None:
+    """ddim_sample's start_step (an index into the timesteps ts) and set_alpha_to_one (ts must not end at 0)."""
+    if isinstance(start_step, bool) or not isinstance(start_step, numbers.Integral) or not 0 <= start_step < len(ts):
+        raise ValueError(
+            f"start_step must be an integer index into the {len(ts)} timesteps, from 0 (start from pure noise) to "
+            f"{len(ts) - 1}; got {start_step!r}. For img2img, start_step = num_steps - int(num_steps * strength)."
+        )
+    if not set_alpha_to_one and ts[-1] == 0:
+        raise ValueError(
+            "set_alpha_to_one=False makes the last step land on timestep 0, but the sequence already ends there; "
+            "use steps_offset=1 with it, as Stable Diffusion's scheduler does."
         )
 
 

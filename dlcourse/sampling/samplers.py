@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dlcourse.runtime import Precision
-from dlcourse.sampling.checks import check_eta, check_sampler_inputs
+from dlcourse.sampling.checks import check_ddim_ending, check_eta, check_sampler_inputs
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser, sampling_mode
 from dlcourse.sampling.spacing import timesteps
 from dlcourse.sampling.steps import ddim_step, ddpm_step
@@ -98,6 +98,8 @@ def ddim_sample(
     clip_x0: tuple[float, float] | None = None,
     timestep_spacing: str = "leading",
     steps_offset: int = 0,
+    set_alpha_to_one: bool = True,
+    start_step: int = 0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     precision: Precision | None = None,
@@ -113,18 +115,25 @@ def ddim_sample(
     "leading" spacing (the default) and for "trailing" with T divisible by num_steps that is t - T // num_steps,
     so the loop equals diffusers' DDIMScheduler loop. For the other spacings DDIMScheduler still steps to
     t - T // num_steps, which is not a visited timestep; we do not copy that (DDPMScheduler does as we do).
+    set_alpha_to_one: True (the default) ends on the clean image (alpha_bar = 1); False ends on alpha_bar_0, one
+    tiny step short of it, as diffusers' ``DDIMScheduler(set_alpha_to_one=False)``: Stable Diffusion's setting.
+    start_step: skip the first start_step timesteps of the sequence; ``noise`` is then x at timestep
+    ``timesteps(...)[start_step]``, e.g. an encoded image noised to it (img2img, SDEdit: Meng et al. 2022).
     Returns x_0: (B, C, H, W) float32, an ordinary tensor.
     """
     check_eta(eta)
     check_sampler_inputs(denoiser, schedule, noise, prediction_type, clip_x0, generator, callback)
     ts = timesteps(num_steps, schedule.num_timesteps, timestep_spacing, steps_offset).tolist()
+    check_ddim_ending(ts, set_alpha_to_one, start_step)
+    final_prev_t = -1 if set_alpha_to_one else 0  # -1: alpha_bar = 1, the clean image; 0: alpha_bar_0
+    ts = ts[start_step:]
     with sampling_mode(denoiser):
         x = noise.float()  # x_T ~ N(0, I)
         denoise = make_denoiser(denoiser, x, precision, fast)
         for i, t in enumerate(tqdm(ts, desc="DDIM", unit="step", leave=False, disable=not progress)):
-            prev_t = ts[i + 1] if i + 1 < len(ts) else -1  # -1: this step lands on the clean image
+            prev_t = ts[i + 1] if i + 1 < len(ts) else final_prev_t
             model_output = denoise(x, t)
-            z = None if eta == 0 or prev_t < 0 else _gaussian_like(x, generator)  # the final step adds no noise
+            z = None if eta == 0 or prev_t < 0 else _gaussian_like(x, generator)  # none when landing on alpha_bar = 1
             x_prev, x0_pred = ddim_step(model_output, t, prev_t, x, schedule, eta, prediction_type, z, clip_x0)
             if callback is not None:
                 callback(i, t, x, x0_pred)
