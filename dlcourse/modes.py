@@ -124,6 +124,25 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   "sample_steps": 2, "guidance_scale": 3.0, "n_show": 2, "detector_n_train": 256, "detector_steps": 10,
                   "seed": 0},
     },
+    "08_stable_diffusion": {
+        # model_id: Stable Diffusion's weights (dlcourse.sd.DEFAULT_MODEL_ID, SD 1.5); None (smoke) runs toy random
+        # components built locally, as does any mode that cannot download them. size: the image side in pixels
+        # (latents are size / 8); num_steps: DDIM steps; n_class: the base model's class images for prior
+        # preservation (class_steps DDIM steps each); lora_*: DreamBooth-LoRA on the instance images. The gpu row is
+        # sized for a T4 (15 GB at fp16, gradient checkpointing); the cpu row for minutes on a laptop with the
+        # weights downloaded. Neither has been run with the real weights yet (no session had them): not yet measured.
+        "gpu": {"model_id": "stable-diffusion-v1-5/stable-diffusion-v1-5", "size": 512, "num_steps": 50,
+                "guidance_scales": (1.0, 3.0, 7.5, 12.0), "strengths": (0.3, 0.5, 0.75, 1.0), "n_instance": 5,
+                "n_class": 50, "class_steps": 25, "lora_steps": 400, "batch_size": 1, "lr": 1e-4, "rank": 4,
+                "prior_weight": 1.0, "gradient_checkpointing": True, "show_scale": 0.25, "seed": 0},
+        "cpu": {"model_id": "stable-diffusion-v1-5/stable-diffusion-v1-5", "size": 256, "num_steps": 15,
+                "guidance_scales": (1.0, 7.5), "strengths": (0.5, 1.0), "n_instance": 3, "n_class": 2,
+                "class_steps": 10, "lora_steps": 10, "batch_size": 1, "lr": 1e-4, "rank": 4, "prior_weight": 1.0,
+                "gradient_checkpointing": False, "show_scale": 0.5, "seed": 0},
+        "smoke": {"model_id": None, "size": 64, "num_steps": 4, "guidance_scales": (1.0, 7.5), "strengths": (0.5, 1.0),
+                  "n_instance": 3, "n_class": 2, "class_steps": 2, "lora_steps": 2, "batch_size": 1, "lr": 1e-3,
+                  "rank": 2, "prior_weight": 1.0, "gradient_checkpointing": False, "show_scale": 2.0, "seed": 0},
+    },
 }
 
 

@@ -1,11 +1,12 @@
 """The loops written on the notebooks' pages are the package's loops: same seed, same result, bit for bit on a CPU.
 
 Notebooks 03 and 04 write Algorithm 1 (training), Algorithm 2 (DDPM sampling) and the DDIM sampler, notebook 05
-the autoencoder's loss, and notebook 06 cross-attention and classifier-free guidance, as short functions a learner
-reads and changes, each in a code cell tagged "loop-on-the-page". These tests run that very cell source (read from the
-notebook, so an edit there is tested here) on tiny models, and compare the result with ``train``, ``ddpm_sample``,
-``ddim_sample``, ``VAELoss``, ``CrossAttention`` and ``guided_denoiser`` (bit for bit where the arithmetic is the same,
-to float rounding where the package batches it differently).
+the autoencoder's loss, notebook 06 cross-attention and classifier-free guidance, notebook 07 LoRA's forward and
+notebook 08 Stable Diffusion's sampler, as short functions a learner reads and changes, each in a code cell tagged
+"loop-on-the-page". These tests run that very cell source (read from the notebook, so an edit there is tested here) on
+tiny models, and compare the result with ``train``, ``ddpm_sample``, ``ddim_sample``, ``VAELoss``, ``CrossAttention``,
+``guided_denoiser``, ``LoRALinear`` and ``sd.text_to_image`` (bit for bit where the arithmetic is the same, to float
+rounding where the package batches it differently).
 """
 
 from __future__ import annotations
@@ -165,3 +166,20 @@ def test_notebook_07_lora_equals_the_package():
         torch.testing.assert_close(lora_by_hand(layer, x), layer(x), rtol=1e-5, atol=1e-6)
         layer.scale = 0.0
         torch.testing.assert_close(lora_by_hand(layer, x), layer.base(x), rtol=1e-5, atol=1e-6)
+
+
+def test_notebook_08_sd_loop_equals_the_package():
+    pytest.importorskip("diffusers")
+    from dlcourse import sd
+
+    sd_by_hand = loop_from_notebook("08_stable_diffusion.ipynb", "sd_by_hand")
+    components = sd.tiny_components(seed=0)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    prompts = ["a photo of a red cat", "a house"]
+    context, uncond = sd.encode_prompt(components, prompts), sd.encode_prompt(components, ["", ""])
+    ours = sd_by_hand(components.unet, components.schedule(), context, uncond, noise, 7.5, 6)
+    package = sd.text_to_image(components, prompts, latents=noise, guidance_scale=7.5, num_steps=6, output="latent",
+                               progress=False)
+    torch.testing.assert_close(ours, package, rtol=1e-5, atol=1e-5 * package.abs().max().item())
+    other = sd_by_hand(components.unet, components.schedule(), context, uncond, noise, 3.0, 6)
+    assert not torch.allclose(ours, other)

@@ -125,15 +125,15 @@ def text_to_image(
 
     guidance_scale: s of notebook 06 (diffusers' convention; 1 = no guidance). The empty prompt, or
     ``negative_prompt``, is the unconditional side. height, width: multiples of 8 (default: the U-Net's
-    sample_size x 8, 512 for SD 1.5). latents: the starting noise x_T (B, 4, H/8, W/8); default drawn from
-    ``generator``. fast: replay a CUDA graph of the guided U-Net call (on a GPU).
+    sample_size x 8, 512 for SD 1.5; or the size ``latents`` implies). latents: the starting noise x_T
+    (B, 4, H/8, W/8); default drawn from ``generator``. fast: replay a CUDA graph of the guided U-Net call (on a GPU).
     """
     if output not in ("image", "latent"):
         raise ValueError(f"output must be 'image' or 'latent'; got {output!r}.")
     prompts = _prompts(prompt)
     f = components.vae_scale_factor
-    height = height or components.unet.config.sample_size * f
-    width = width or components.unet.config.sample_size * f
+    default = latents.shape[-2:] if latents is not None else (components.unet.config.sample_size,) * 2
+    height, width = height or default[0] * f, width or default[1] * f
     if height % f or width % f:
         raise ValueError(f"height and width must be multiples of {f} (the VAE's downsampling); got {height}x{width}.")
     shape = (len(prompts), components.unet.config.in_channels, height // f, width // f)
