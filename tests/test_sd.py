@@ -244,3 +244,34 @@ def test_a_wrong_id_and_a_gated_model_say_what_to_do():
     gated = hub.GatedRepoError("401", response=response)
     assert "accept the licence" in _diagnose("some/gated-model", gated)
     assert "huggingface-cli login" in _diagnose("some/gated-model", gated)
+
+
+def test_the_real_size_bench_runs_on_toy_components(tmp_path):
+    """bench/sd_real_size.py measures SD 1.5 on a GPU; on toy components it runs anywhere, so it cannot rot."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "sd_real_size.py"
+    out = tmp_path / "figures.json"
+    subprocess.run([sys.executable, str(script), "--config", "tiny", "--steps", "2", "--repeats", "1",
+                    "--lora-steps", "1", "--json", str(out)], check=True, capture_output=True, timeout=300)
+    figures = json.loads(out.read_text())
+    for key in ("ours_s_per_image", "ours_fast_s_per_image", "diffusers_s_per_image", "lora_s_per_step",
+                "lora_s_per_step_checkpointing", "ratio_ours_vs_diffusers"):
+        assert figures[key] > 0, key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fp16_on_a_gpu_matches_diffusers_and_the_fast_path_matches_eager():
+    components = sd.tiny_components(seed=0).to("cuda", torch.float16)
+    noise = torch.randn(2, 4, 8, 8, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    settings = {"guidance_scale": 5.0, "num_steps": 10, "output": "latent", "progress": False}
+    eager = sd.text_to_image(components, PROMPTS, NEGATIVES, latents=noise, **settings)
+    fast = sd.text_to_image(components, PROMPTS, NEGATIVES, latents=noise, fast=True, **settings)
+    _close(fast, eager, rtol=1e-3)
+    theirs = _pipeline(components)(PROMPTS, negative_prompt=NEGATIVES, latents=noise.half(), guidance_scale=5.0,
+                                   num_inference_steps=10, output_type="latent").images
+    _close(eager, theirs.float(), rtol=2e-2)  # fp16 latents between steps there, float32 here

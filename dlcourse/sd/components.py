@@ -95,7 +95,7 @@ class SDComponents:
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> SDComponents:
         """Move the three networks to ``device`` (and ``dtype``, e.g. torch.float16 on a GPU); returns self."""
         for module in (self.text_encoder, self.unet, self.vae):
-            module.to(device=device, dtype=dtype)
+            module.to(device) if dtype is None else module.to(device, dtype)
         return self
 
 
