@@ -25,7 +25,7 @@ from dlcourse.ema import EMA, ema_decay_at
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.runtime import Precision
 from dlcourse.schedules import NoiseSchedule
-from dlcourse.training import LossTerm, TrainConfig, ddpm_loss, learning_rate, train
+from dlcourse.training import LossTerm, TrainConfig, TrainingDiverged, ddpm_loss, learning_rate, train
 from dlcourse.training.batches import Examples, Source, draw_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,6 +326,8 @@ def test_a_nan_loss_stops_training_and_names_the_step(tmp_path, shapes16):
         train(NaNFromCall(7), shapes16, linear_schedule(), config, checkpoint_path=path, **QUIET)
     message = str(error.value)
     assert "step 7" in message
+    assert isinstance(error.value, TrainingDiverged) and error.value.step == 7
+    assert len(error.value.finite_losses) == 1 and all(math.isfinite(v) for v in error.value.finite_losses)  # step 6
     for cause in ("learning rate", "fp16", "[-1, 1]", "custom model", str(path)):
         assert cause in message, cause
     kept = load_checkpoint(path)  # the good checkpoint of step 5 is not overwritten with NaN weights

@@ -46,8 +46,9 @@ Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1: the loss", "A
 and "`train()`: the same loop plus engineering".
 """
 
+from dlcourse.training.checks import TrainingDiverged
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
 from dlcourse.training.loop import train
 from dlcourse.training.loss import ddpm_loss
 
-__all__ = ["LossTerm", "TrainConfig", "TrainResult", "ddpm_loss", "learning_rate", "train"]
+__all__ = ["LossTerm", "TrainConfig", "TrainResult", "TrainingDiverged", "ddpm_loss", "learning_rate", "train"]

@@ -23,7 +23,7 @@ from dlcourse.training.config import LossTerm, TrainConfig
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.trainable import select_trainable
 
-__all__ = ["CheckedInputs", "check_finite", "check_inputs", "summary"]
+__all__ = ["CheckedInputs", "TrainingDiverged", "check_finite", "check_inputs", "summary"]
 
 _RANGE_TOLERANCE = 1e-3  # as in dlcourse.schedules: a little slack for rounding (e.g. after a resize)
 _IMAGE_RANGE = (-1.0, 1.0)
@@ -229,18 +229,30 @@ def _check_null_condition(
     return nulls
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or inf. step: the first step whose loss was not finite; finite_losses: the
+    losses of the steps before it in the last stretch read back (the only ones the loop had seen)."""
+
+    def __init__(self, message: str, step: int, finite_losses: list[float]):
+        super().__init__(message)
+        self.step, self.finite_losses = step, finite_losses
+
+
 def check_finite(losses: list[float], first_step: int, checkpoint_path: str | Path | None) -> None:
-    """Raise FloatingPointError at the first NaN/inf loss; ``losses[i]`` is the loss of step first_step + i + 1."""
+    """Raise :class:`TrainingDiverged` (a FloatingPointError) at the first NaN/inf loss; ``losses[i]`` is the loss
+    of step first_step + i + 1."""
     bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
     if bad is None:
         return
     kept = ""
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         kept = f" The last checkpoint written before it is kept at {checkpoint_path}."
-    raise FloatingPointError(
+    raise TrainingDiverged(
         f"The training loss became {losses[bad]} at step {first_step + bad + 1}, so training stopped. Likely causes: "
         "the learning rate is too high (try TrainConfig(lr=1e-4) or more warmup_steps); fp16 without loss scaling "
         "(use select_precision(device), which pairs fp16 with a GradScaler, or bf16); data not in [-1, 1] (see "
         "data.aminmax(); dlcourse.data.to_model_range converts [0, 1] images); or a custom model that outputs "
-        f"NaN/inf (check torch.isfinite(model(x_t, t)).all() on one batch).{kept}"
+        f"NaN/inf (check torch.isfinite(model(x_t, t)).all() on one batch).{kept}",
+        step=first_step + bad + 1,
+        finite_losses=losses[:bad],
     )
