@@ -136,18 +136,23 @@ def load_components(
 ) -> SDComponents:
     """Stable Diffusion's components from the Hub (or a local folder), with a DDIM scheduler of the model's config.
 
-    dtype: e.g. torch.float16 on a GPU (half the memory; SD's weights are published in fp16 too). No safety
-    checker is loaded (it is a separate 1.2 GB model). Raises :class:`SDLoadError` with what to do when the model
-    cannot be had (offline and not cached, a wrong id, a gated model).
+    dtype: e.g. torch.float16 on a GPU (half the memory; the repository's fp16 files are fetched when it has
+    them, about 2 GB for SD 1.5). No safety checker is loaded (it is a separate 1.2 GB model). Raises
+    :class:`SDLoadError` with what to do when the model cannot be had (offline and not cached, a wrong id, a gated
+    model).
     """
     require_sd_packages()
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    kwargs = {"torch_dtype": dtype, "safety_checker": None, "feature_extractor": None,
+              "requires_safety_checker": False, "local_files_only": local_files_only}
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            model_id, torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-            local_files_only=local_files_only,
-        )
+        try:  # at fp16, the repository's fp16 files when it has them: half the download
+            if dtype != torch.float16:
+                raise ValueError("no fp16 variant wanted")
+            pipe = StableDiffusionPipeline.from_pretrained(model_id, variant="fp16", **kwargs)
+        except (ValueError, OSError):  # no such variant (or not cached as one): the default files
+            pipe = StableDiffusionPipeline.from_pretrained(model_id, **kwargs)
     except Exception as error:  # the hub, requests and diffusers raise many types; _diagnose tells them apart
         raise SDLoadError(_diagnose(model_id, error)) from error
     components = SDComponents(
