@@ -13,18 +13,14 @@ from pathlib import Path
 from torch import nn
 
 from dlcourse.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from dlcourse.finetune.lora import inject_lora, lora_layers
+from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
 
 __all__ = ["load_adapter", "save_adapter"]
 
 
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
     """Write the LoRA weights of ``model`` (unmerged values) and their settings to ``path``; returns the path."""
-    layers = lora_layers(model)
-    if not layers:
-        raise ValueError("save_adapter: the model has no LoRA layers; call inject_lora(model, ...) and train first.")
-    if any(layer.merged for layer in layers.values()):
-        raise ValueError("save_adapter: the LoRA layers are merged into the weights; call unmerge_lora(model) first.")
+    layers = unmerged_lora_layers(model, "save_adapter")
     first = next(iter(layers.values()))
     weights = {
         f"{name}.{part}": getattr(layer, part).weight.detach().cpu()

@@ -38,6 +38,7 @@ __all__ = [
     "merge_lora",
     "set_lora_scale",
     "unmerge_lora",
+    "unmerged_lora_layers",
 ]
 
 # Module-name patterns (fnmatch) of the course U-Net's attention projections: self-attention's qkv and output,
@@ -159,6 +160,17 @@ def inject_lora(
 def lora_layers(model: nn.Module) -> dict[str, _LoRA]:
     """The LoRA layers of ``model`` by module name."""
     return {name: module for name, module in model.named_modules() if isinstance(module, _LoRA)}
+
+
+def unmerged_lora_layers(model: nn.Module, caller: str, inject: str = "inject_lora(model, ...)") -> dict[str, _LoRA]:
+    """The LoRA layers of ``model`` for saving them: refused when there are none (``inject`` names the call that
+    adds them) or when they are merged into the weights (the file must hold A and B, not W + BA)."""
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError(f"{caller}: the model has no LoRA layers; call {inject} and train first.")
+    if any(layer.merged for layer in layers.values()):
+        raise ValueError(f"{caller}: the LoRA layers are merged into the weights; call unmerge_lora(model) first.")
+    return layers
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

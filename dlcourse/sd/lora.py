@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dlcourse.finetune.lora import inject_lora, lora_layers
+from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
 
 __all__ = ["SD_TARGETS", "inject_sd_lora", "load_sd_lora", "save_sd_lora"]
 
@@ -35,11 +35,7 @@ def save_sd_lora(unet: nn.Module, path: str | Path) -> Path:
     """Write the U-Net's LoRA as a diffusers-loadable safetensors file (atomically); returns the path."""
     from safetensors.torch import save_file
 
-    layers = lora_layers(unet)
-    if not layers:
-        raise ValueError("save_sd_lora: the U-Net has no LoRA layers; call inject_sd_lora(unet) and train first.")
-    if any(layer.merged for layer in layers.values()):
-        raise ValueError("save_sd_lora: the LoRA is merged into the weights; call unmerge_lora(unet) first.")
+    layers = unmerged_lora_layers(unet, "save_sd_lora", inject="inject_sd_lora(unet)")
     tensors = {}
     for name, layer in layers.items():
         tensors[f"unet.{name}.lora_A.weight"] = layer.lora_down.weight.detach().float().cpu().contiguous()
