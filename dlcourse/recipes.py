@@ -15,18 +15,27 @@ __all__ = ["RECIPES"]
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "ddpm_shapes": {
         # The unconditional DDPM of notebook 03, reused by 04: a U-Net trained on Shapes with the DDPM loss (v target;
-        # notebook 03 measures eps at the same budget). cpu: 24 px, where the feature net still recognises 96% of real
-        # images; at 32 px every cpu-budget recipe tried gave blobs (at most 20% of samples recognised). Training
-        # time, measured back to back on one 2-core machine (train(), 2 threads): 433 s (155 img/s) against 333 s
-        # (77 img/s) for the old 32-px recipe (800 x 32, lr 5e-4): 1.30x. Samples recognised confidently (n=300,
-        # DDPM-100, EMA): 39% under make course (raw weights 43%), 48-50% in 1-thread runs of it or of 2100 x 32;
-        # the old recipe: 14%. Neither a cosine lr decay (37%), Min-SNR weighting (20% at half the steps) nor
-        # 1550 steps (43%) lifts it reliably past 50%. This recipe with data/training seeds 1 and 2 (1 thread): 45%, 49%
-        # (seed 0: 39%), so about 44% +- 5 in all. At about the same training time, one seed each (1 thread): channel
-        # mults (1, 2, 4) 38%; attention at 12 and 6 px 41%; two res blocks per level (950 steps) 32%; t drawn
-        # EDM-style, log-normal in sigma (mean -1.2 or -0.6, std 1.2 or 1.6) 40% and 40%; EMA 0.98 at seeds 1 and 2:
-        # 50% and 47% (the raw weights of the seed-0 model: 43% vs its EMA's 39%). The weak head is the shape
-        # (51% of samples confident, against colour 84%, size 95%, position 98%), for small and large shapes alike.
+        # notebook 03 measures eps at the same budget). Measured on one 2-core machine; "confident" = the samples the
+        # feature net recognises confidently (n=300, DDPM-100, EMA weights); one training run each unless said.
+        # cpu: 24 px, where the feature net still recognises 96% of real images; at 32 px every cpu-budget recipe tried
+        # gave blobs (at most 20%). The budget is 1.5x the old 32-px recipe's 333 s (800 x 32, lr 5e-4; 14% confident).
+        # - This recipe (1.1M parameters, 433 s on 2 threads, 1.30x): 39% under make course (raw weights 43%), 48-50%
+        #   in 1-thread runs, 45% and 49% at seeds 1 and 2 (1 thread): about 44% +- 5. At about its time none lifted it
+        #   reliably past 50%: a cosine lr decay 37%; Min-SNR weighting 20% (half the steps); 1550 steps 43%; mults
+        #   (1, 2, 4) 38%; attention at 12 and 6 px 41%; two res blocks per level (950 steps) 32%; t drawn EDM-style,
+        #   log-normal in sigma, 40% and 40%; EMA 0.98 50% and 47% (seeds 1, 2); base 24 (1850 steps) 41%. Twice its
+        #   time (2800 x 48, 1 thread): 57%, FID 14.7: compute is what limits it.
+        # - Where its samples go wrong: real images noised to t and sampled from there come out confident 82% of the
+        #   time from t = 90, 58% from 290, 47% from 490, 43% from 690; the failures are in-between outlines and two
+        #   colours in one shape. Not the sampler (DDPM-250 40%, DDPM-1000 33%, beta_t variance 39%, vs DDPM-100's 36%;
+        #   n=150) and not a brittle feature net (reals + N(0, 0.05^2): 94%).
+        # - A narrower U-Net, base 16 with mults (1, 2, 4) (0.69M parameters), trains 2.1x faster per step, and there
+        #   more steps buy more than width: 2900 x 48 (1 thread) 53% and 55% at seeds 0 and 1; 3200 x 48 on 2 threads
+        #   50% in 505 s; 4400 x 48 (twice the budget, 1 thread) 61%, FID 15.4. But at lr 3e-3 it is not stable:
+        #   3100 x 48 under make course (2 threads) jumped from loss 0.021 to 0.43 at step ~2300 and never came back
+        #   (0% confident; the loss stays finite, so nothing raised). Not adopted. At lr 2e-3 (3100 x 48, 1 thread):
+        #   48% and 54% at seeds 0 and 1, FID 16.0 and 16.4, no jump: about 51%, too close to 50% to promise it.
+        # - bf16 autocast trains 1.48x faster on this CPU (avx512_bf16); not used, as most CPUs (Colab's) lack it.
         "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
                 "prediction_type": "v", "steps": 8000, "batch_size": 128, "lr": 3e-4, "warmup_steps": 200,
