@@ -10,6 +10,7 @@ when it cannot be had, the toy random components of :mod:`dlcourse.sd.tiny`, say
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -147,11 +148,11 @@ def load_components(
     kwargs = {"torch_dtype": dtype, "safety_checker": None, "feature_extractor": None,
               "requires_safety_checker": False, "local_files_only": local_files_only}
     try:
-        try:  # at fp16, the repository's fp16 files when it has them: half the download
-            if dtype != torch.float16:
-                raise ValueError("no fp16 variant wanted")
-            pipe = StableDiffusionPipeline.from_pretrained(model_id, variant="fp16", **kwargs)
-        except (ValueError, OSError):  # no such variant (or not cached as one): the default files
+        pipe = None
+        if dtype == torch.float16:  # the repository's fp16 files when it has them: half the download
+            with contextlib.suppress(ValueError, OSError):  # no such variant (or not cached as one)
+                pipe = StableDiffusionPipeline.from_pretrained(model_id, variant="fp16", **kwargs)
+        if pipe is None:  # the default files
             pipe = StableDiffusionPipeline.from_pretrained(model_id, **kwargs)
     except Exception as error:  # the hub, requests and diffusers raise many types; _diagnose tells them apart
         raise SDLoadError(_diagnose(model_id, error)) from error
