@@ -66,7 +66,7 @@ def test_notebook_03_training_loop_equals_train(prediction_type, schedule_name):
     train_by_hand = loop_from_notebook("03_ddpm_training.ipynb", "train_by_hand")
     data = Shapes(resolution=16, seed=0, device="cpu").batch(0, 64).images
     schedule = NoiseSchedule.from_name(schedule_name, 200)
-    config = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=3, ema_decay=0.9, seed=3,
+    config = TrainConfig(steps=6, batch_size=8, lr=1e-3, betas=(0.9, 0.95), warmup_steps=3, ema_decay=0.9, seed=3,
                          prediction_type=prediction_type)  # fmt: skip
 
     by_hand = tiny_unet()

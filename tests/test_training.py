@@ -162,7 +162,8 @@ def test_learning_rate_warms_up_linearly():
 
 
 def test_train_config_refuses_bad_settings():
-    for bad in ({"lr": 0.0}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0}):
+    for bad in ({"lr": 0.0}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0},
+                {"betas": (0.9, 1.0)}, {"betas": [0.9, 0.99]}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="epsilon"):  # the message maps diffusers' names to ours
@@ -399,10 +400,11 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(damage, tmp_path, shapes16, 
     ("change", "named"),
     [
         (lambda: {"config": replace(BASE_CONFIG, lr=1e-3)}, "lr"),
+        (lambda: {"config": replace(BASE_CONFIG, betas=(0.9, 0.99))}, "betas"),
         (lambda: {"model": tiny_unet(base_channels=8)}, "model_config"),
         (lambda: {"data": Shapes(resolution=16, seed=1, device="cpu").batch(0, 128).images}, "data"),
     ],
-    ids=["config", "architecture", "data"],
+    ids=["config", "betas", "architecture", "data"],
 )
 def test_a_checkpoint_of_another_run_is_a_checkpoint_error(change, named, tmp_path, shapes16, base_checkpoint):
     path = tmp_path / "run.pt"
@@ -410,6 +412,17 @@ def test_a_checkpoint_of_another_run_is_a_checkpoint_error(change, named, tmp_pa
     with pytest.raises(CheckpointError, match=named) as error:
         _resume_from(path, shapes16, **change())
     assert "Only `steps` may change" in str(error.value)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_ran_at_its_default(tmp_path, shapes16, base_checkpoint):
+    path = tmp_path / "run.pt"
+    path.write_bytes(base_checkpoint)
+    state = load_checkpoint(path)
+    del state["config"]["betas"]  # written before TrainConfig had betas: Adam's default then
+    save_checkpoint(state, path)
+    assert _resume_from(path, shapes16).start_step == 2
+    with pytest.raises(CheckpointError, match=r"betas: \(0.9, 0.999\) then, \(0.9, 0.99\) now"):
+        _resume_from(path, shapes16, config=replace(BASE_CONFIG, betas=(0.9, 0.99)))
 
 
 def test_other_checkpoints_are_refused(tmp_path, shapes16, base_checkpoint):

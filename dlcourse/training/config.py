@@ -27,7 +27,8 @@ class TrainConfig:
 
     steps: optimiser steps in total (a resumed run continues up to this number).
     batch_size: examples per step and process.
-    lr, weight_decay: AdamW's (DDPM: 2e-4, no weight decay).
+    lr, weight_decay, betas: AdamW's (DDPM: 2e-4, no weight decay, Adam's default betas (0.9, 0.999)); a lower
+        beta2 (0.99) adapts the step size faster and steadies short runs at a high learning rate.
     warmup_steps: the learning rate grows linearly over these steps (DDPM: 5,000), see :func:`learning_rate`.
     grad_clip: clip the gradient norm to this (DDPM: 1.0); None for no clipping.
     ema_decay, ema_warmup: the EMA of the weights (see :mod:`dlcourse.ema`); warm-up matters for short runs.
@@ -43,6 +44,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-4
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
@@ -70,6 +72,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0 (DDPM uses 2e-4), got {self.lr!r}.")
         if not self.weight_decay >= 0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
+        betas = self.betas
+        pair = isinstance(betas, tuple) and len(betas) == 2
+        if not (pair and all(isinstance(b, float) and 0 <= b < 1 for b in betas)):
+            raise ValueError(f"TrainConfig.betas must be two floats in [0, 1) (Adam's: (0.9, 0.999)), got {betas!r}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0 or None (no clipping), got {self.grad_clip!r}.")
         if not 0.0 <= self.ema_decay < 1.0:

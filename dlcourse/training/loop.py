@@ -116,7 +116,8 @@ def train(
             model=model,
             ema=EMA(model, config.ema_decay, warmup=config.ema_warmup, parameters=params) if rank == 0 else None,
             optimizer=torch.optim.AdamW(
-                params, lr=config.lr, weight_decay=config.weight_decay, fused=True if on_cuda else None
+                params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                fused=True if on_cuda else None,
             ),
             scaler=precision.grad_scaler(),
             generators=[main.generator, *(term.generator for term in terms)],

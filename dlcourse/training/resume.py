@@ -184,6 +184,8 @@ class Run:
                 "run cannot resume from it. Pass another checkpoint_path."
             )
         saved_config = state.get("config") or {}
+        if saved_config:  # a setting added since the checkpoint was written (e.g. betas) ran at its default then
+            saved_config = asdict(TrainConfig()) | saved_config
         changed = [
             f"{name}: {saved_config.get(name)!r} then, {value!r} now"
             for name, value in asdict(self.config).items()
