@@ -28,7 +28,7 @@ class TrainConfig:
     steps: optimiser steps in total (a resumed run continues up to this number).
     batch_size: examples per step and process.
     lr, weight_decay, betas: AdamW's (DDPM: 2e-4, no weight decay, Adam's default betas (0.9, 0.999)); a lower
-        beta2 (0.99) adapts the step size faster and steadies short runs at a high learning rate.
+        beta2 forgets old gradient scales sooner (the cpu recipe of notebook 03 uses 0.99, see dlcourse.recipes).
     warmup_steps: the learning rate grows linearly over these steps (DDPM: 5,000), see :func:`learning_rate`.
     grad_clip: clip the gradient norm to this (DDPM: 1.0); None for no clipping.
     ema_decay, ema_warmup: the EMA of the weights (see :mod:`dlcourse.ema`); warm-up matters for short runs.
