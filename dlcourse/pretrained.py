@@ -79,7 +79,7 @@ def ddpm_train_config(recipe: Settings) -> TrainConfig:
         steps=recipe.steps,
         batch_size=recipe.batch_size,
         lr=recipe.lr,
-        betas=tuple(recipe.get("betas", (0.9, 0.999))),
+        betas=tuple(recipe.get("betas", TrainConfig.betas)),  # a list from an override becomes a tuple
         warmup_steps=recipe.warmup_steps,
         ema_decay=recipe.ema_decay,
         prediction_type=recipe.get("prediction_type", "eps"),

@@ -22,9 +22,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # - This recipe: a narrow U-Net (base 16, mults (1, 2, 4), 0.69M parameters; 2.1x faster per step than base 32)
         #   trained long, 4800 x 32 at lr 2e-3 with Adam's beta2 at 0.99. Under make course (2 threads): 445 s (1.34x),
         #   50% confident (151 of 300), FID 15.6 (reals 8.7); raw weights 56%, FID 21.6. Seeds 1 and 2 (1 thread): 54%
-        #   and 50%, FID 16.1 and 17.0; so about 51.5% over three seeds. The same at 4000 steps: 398 s,
-        #   52%, FID 19.3. At 4650 steps: 59% (seed 0, 2 threads), 56% and 51% (seeds 1 and 2, 1 thread). The seed (and
-        #   the thread count, which changes the rounding) moves it by about +-4 points: it is at the line, not past it.
+        #   and 50%, FID 16.1 and 17.0; so about 51.5% over three seeds. The same at 4000 steps: 398 s, 52%, FID 19.3.
+        #   At 4650 steps: 59% (seed 0, 2 threads), 56% and 51% (seeds 1 and 2, 1 thread). The seed (and the thread
+        #   count, which changes the rounding) moves it by about +-4 points: it is at the line, not past it.
         # - beta2 0.99 because the narrow net is fragile at these learning rates: with Adam's 0.999, 4650 x 32 gave 58%
         #   at seed 0 but 26% (FID 32) at seed 1; at lr 3e-3, 3100 x 48 jumped from loss 0.021 to 0.43 at step ~2300
         #   and never came back (0% confident; the loss stays finite, so nothing raised).
