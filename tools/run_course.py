@@ -5,6 +5,11 @@ notebook's kernel, the figures the notebook measured with ``dlcourse.report.reco
 with (``dlcourse.modes.settings`` records them, with any overrides from the notebook's parameters cell). It writes the
 executed notebooks and ``report.json`` / ``report.md`` to ``--out`` (default ``build/course``) and exits
 non-zero if any notebook failed. ``DLCOURSE_SMOKE=1`` / ``DLCOURSE_MODE`` pick the mode as usual.
+
+``--executed DIR`` also keeps each notebook that ran without error as ``DIR/NN_topic.ipynb`` with a record of the run
+in ``metadata["dlcourse"]``: mode, GPU, date, commit, wall time and hashes of the code it ran. The repository keeps a
+GPU run's copies in ``executed/`` so that learners see the figures; ``tools/executed_status.py`` reports which are
+stale. Without git (a copy of the working tree) the commit is read from ``$DLCOURSE_COMMIT``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import os
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
+from executed_status import current_commit, notebook_sha256, package_sha256
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -88,6 +95,17 @@ def run_notebook(path: Path, out_dir: Path, timeout: int) -> dict:
     return entry
 
 
+def keep_executed(executed: Path, dest: Path, run: dict) -> None:
+    """Copy an executed notebook to ``dest`` with ``run`` and the hash of its cells in ``metadata["dlcourse"]``.
+
+    The cells' hash is taken from the executed notebook itself, so it is the code that ran even if the source
+    notebook was edited during the run; ``tools/executed_status.py`` compares it with the notebook as it is now.
+    """
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["dlcourse"] = {**run, "notebook_sha256": notebook_sha256(nb)}
+    nbformat.write(nb, dest)
+
+
 def markdown_report(mode: str, entries: list[dict]) -> str:
     """The report as a Markdown table plus one figure list per notebook."""
     gpu = next((e.get("gpu") for e in entries if e.get("gpu")), None)
@@ -115,6 +133,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "course")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run")
+    parser.add_argument("--executed", type=Path, metavar="DIR",
+                        help="also keep each notebook that ran without error as DIR/NN_topic.ipynb with a record of "
+                             "the run (the repository keeps a GPU run's in executed/)")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/NN_*.ipynb")
     args = parser.parse_args()
 
@@ -124,12 +145,22 @@ def main() -> int:
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     mode = run_mode()
+    if args.executed:
+        args.executed.mkdir(parents=True, exist_ok=True)
+        commit = current_commit(ROOT)
     entries = []
     for path in paths:
         print(f"running {path.name} ({mode} mode) ...", flush=True)
+        package_hash = package_sha256(ROOT / "dlcourse")  # the package as this notebook's kernel imports it
         entry = run_notebook(path.resolve(), args.out, args.timeout)
         print(f"  {entry['status']} in {entry['wall_s']:.1f} s, {len(entry['figures'])} figures", flush=True)
         entries.append(entry)
+        if args.executed and entry["status"] == "ok":
+            date = datetime.now(UTC).isoformat(timespec="seconds")
+            run = {"mode": mode, "gpu": entry["gpu"], "date": date, "commit": commit, "package_sha256": package_hash,
+                   "wall_s": entry["wall_s"]}
+            keep_executed(args.out / path.name, args.executed / path.name, run)
+            print(f"  kept as {args.executed / path.name}", flush=True)
     (args.out / "report.json").write_text(json.dumps({"mode": mode, "notebooks": entries}, indent=2) + "\n")
     (args.out / "report.md").write_text(markdown_report(mode, entries))
     print(f"report: {args.out / 'report.md'}")
