@@ -1,6 +1,7 @@
 # The course's commands. Each creates the virtual environment (.venv) on first use.
 #   make lab     open JupyterLab on notebooks/
-#   make test    lint + unit tests + every notebook executed in smoke mode (what CI runs)
+#   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
+#                mode (what CI runs)
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
 
 PYTHON ?= python3
@@ -22,6 +23,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) tools/executed_status.py
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
 
 course: $(STAMP)
