@@ -121,13 +121,25 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         """One EMA step: ema_param <- decay * ema_param + (1 - decay) * param; buffers are copied."""
+        self.average(1.0 - self.current_decay)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def average(self, weight: float | torch.Tensor) -> None:
+        """The kernel of :meth:`update` alone: ema_param <- ema_param + weight * (param - ema_param), no counting.
+
+        weight: 1 - decay, a number, or a 0-d tensor on the device whose value is read when the kernel runs: the
+        captured training step (:mod:`dlcourse.training.graphed`) fills it before each replay with
+        1 - :attr:`current_decay` and counts the update itself.
+        """
         ema_params, params, ema_buffers, buffers = self._pairs(self.source)
-        weight = 1.0 - self.current_decay
         # lerp_(ema, param, w) = ema + w * (param - ema) = (1 - w) * ema + w * param: the update above.
-        torch._foreach_lerp_(ema_params, params, weight)
+        if isinstance(weight, torch.Tensor):
+            torch._foreach_lerp_(ema_params, params, [weight] * len(params))  # lerp with a tensor weight each
+        else:
+            torch._foreach_lerp_(ema_params, params, weight)
         if buffers:
             torch._foreach_copy_(ema_buffers, buffers)
-        self.num_updates += 1
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> nn.Module:

@@ -25,8 +25,10 @@ from dlcourse.ema import EMA, ema_decay_at
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.runtime import Precision
 from dlcourse.schedules import NoiseSchedule
-from dlcourse.training import LossTerm, TrainConfig, TrainingDiverged, ddpm_loss, learning_rate, train
+from dlcourse.training import LossTerm, TrainConfig, TrainingDiverged, TrainResult, ddpm_loss, learning_rate, train
 from dlcourse.training.batches import Examples, Source, draw_batch
+from dlcourse.training.checks import check_fast
+from dlcourse.training.graphed import WARMUP_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"resolution": 16, "base_channels": 16, "channel_mults": (1, 2), "attention_resolutions": ()}
@@ -225,6 +227,21 @@ def test_ema_state_dict_round_trip_and_copy_to():
         EMA(nn.Linear(4, 3), decay=0.9).load_state_dict(ema.state_dict())
     with pytest.raises(ValueError, match="architecture"):
         ema.copy_to(nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 3)))
+
+
+def test_ema_average_with_a_tensor_weight_is_the_update_without_counting():
+    """The captured training step averages with a 0-d tensor weight; it must be the update's arithmetic."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5))
+    by_number, by_tensor = EMA(model, decay=0.9, warmup=True), EMA(model, decay=0.9, warmup=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+        model[1].running_mean.add_(1.0)
+    by_number.update()
+    by_tensor.average(torch.tensor(1.0 - by_tensor.current_decay))
+    assert by_number.num_updates == 1 and by_tensor.num_updates == 0
+    assert_same(by_tensor.model.state_dict(), by_number.model.state_dict())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -861,3 +878,117 @@ def test_cuda_general_loop_has_no_host_sync_per_step():
 
     count_syncs(3)
     assert count_syncs(5) == count_syncs(25)
+
+
+@pytest.mark.parametrize("world_size, error", [(1, "needs a CUDA device"), (2, "one process")])
+def test_the_fast_path_says_what_it_needs(world_size, error):
+    """fast=True: a CUDA graph of the step, one process on a CUDA device; anything else is refused, not ignored."""
+    with pytest.raises(ValueError, match=error):
+        check_fast(torch.device("cpu" if world_size == 1 else "cuda"), world_size)
+
+
+def test_fast_training_on_a_cpu_is_refused_before_training(shapes16):
+    with pytest.raises(ValueError, match="fast=False"):
+        train(refuse_calls(tiny_unet()), shapes16, linear_schedule(), TrainConfig(steps=2, batch_size=4), fast=True,
+              **QUIET)
+
+
+FAST_STEPS = WARMUP_STEPS + 21  # a few eager steps, one capture, twenty replays
+FAST_CONFIG = TrainConfig(steps=FAST_STEPS, batch_size=16, lr=1e-3, warmup_steps=10, log_every=7, checkpoint_every=12)
+
+
+def assert_same_training(fast: TrainResult, eager: TrainResult, initial: dict[str, torch.Tensor]) -> None:
+    """The fast run took the eager run's steps: weights (and EMA weights) apart by less than 5% of how far training
+    moved them, loss histories within 5%. Mixed precision and atomics in cuDNN's backward make bit-equality too much
+    to ask of two GPU runs; a wrong learning rate, EMA weight or random stream is far outside this."""
+    assert len(fast.loss_history) == len(eager.loss_history) == FAST_STEPS
+    losses = torch.tensor(fast.loss_history), torch.tensor(eager.loss_history)
+    assert torch.allclose(*losses, rtol=0.05), f"loss histories differ: {losses}"
+    for name, a, b, start in (("weights", fast.model, eager.model, initial),
+                              ("EMA weights", fast.ema.model, eager.ema.model, initial)):
+        a, b = ({k: v.float().cpu() for k, v in m.state_dict().items()} for m in (a, b))
+        moved = sum(float((b[k] - start[k].float().cpu()).norm() ** 2) for k in b) ** 0.5
+        apart = sum(float((a[k] - b[k]).norm() ** 2) for k in b) ** 0.5
+        assert apart < 0.05 * moved, f"{name}: fast and eager {apart:.3g} apart, training moved them {moved:.3g}"
+    assert fast.ema.num_updates == eager.ema.num_updates == FAST_STEPS
+
+
+def fp16_precision() -> Precision:
+    return Precision("cuda", torch.float16, True, "fp16 with a GradScaler, as on a T4")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("half", [False, True], ids=["default precision", "fp16 + GradScaler"])
+def test_cuda_fast_training_takes_the_eager_steps(half):
+    """train(fast=True) replays a captured step; it must train the model the eager loop trains."""
+    data = Shapes(resolution=16, seed=0, device="cuda").batch(0, 256).images
+    initial = tiny_unet().state_dict()
+    options = {"device": "cuda", "progress": False, "precision": fp16_precision() if half else None}
+    eager = train(tiny_unet(), data, linear_schedule(), FAST_CONFIG, **options)
+    fast = train(tiny_unet(), data, linear_schedule(), FAST_CONFIG, fast=True, **options)
+    assert_same_training(fast, eager, initial)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fast_training_resumes_and_reads_losses_back(tmp_path):
+    """Stop at a checkpoint (step 12) and resume fast: the run of one go, and a loss per step, log points apart."""
+    data = Shapes(resolution=16, seed=0, device="cuda").batch(0, 256).images
+    initial = tiny_unet().state_dict()
+    options = {"device": "cuda", "progress": False, "fast": True}
+    one_go = train(tiny_unet(), data, linear_schedule(), FAST_CONFIG, **options)
+    first = train(tiny_unet(), data, linear_schedule(), replace(FAST_CONFIG, steps=12),
+                  checkpoint_path=tmp_path / "run.pt", **options)
+    assert first.steps == 12 and len(first.loss_history) == 12
+    resumed = train(tiny_unet(seed=1), data, linear_schedule(), FAST_CONFIG, checkpoint_path=tmp_path / "run.pt",
+                    **options)
+    assert resumed.start_step == 12
+    assert all(math.isfinite(v) and v > 0 for v in resumed.loss_history)
+    assert_same_training(resumed, one_go, initial)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fast_general_loop_takes_the_eager_steps():
+    """Conditions with dropout, a frozen encoder, a parameter subset and an extra term, captured too."""
+    batch = Shapes(resolution=16, seed=0, device="cuda").batch(0, 256)
+    data = {"x0": batch.images, "class_labels": batch.attributes["shape"]}
+    encoder = frozen_encoder()
+
+    def run(fast: bool) -> tuple[TrainResult, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        model = TinyDenoiser(in_channels=4, resolution=8, num_classes=NUM_CLASSES)
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        result = train(
+            model, data, linear_schedule(), replace(FAST_CONFIG, p_uncond=0.2), device="cuda", progress=False,
+            fast=fast, trainable=[model.label.weight, *model.conv_out.parameters()],
+            null_condition={"class_labels": NUM_CLASSES}, encode=encoder,
+            extra_terms=[LossTerm({"x0": data["x0"][:16], "class_labels": data["class_labels"][:16]}, 0.5)],
+        )
+        return result, initial
+
+    (eager, initial), (fast, _) = run(False), run(True)
+    assert_same_training(fast, eager, initial)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fast_training_has_no_host_sync_per_step():
+    data = Shapes(resolution=16, seed=0, device="cuda").batch(0, 128).images
+
+    def count_syncs(steps: int) -> int:
+        config = TrainConfig(steps=steps, batch_size=8, log_every=1000)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = train(tiny_unet(), data, linear_schedule(), config, device="cuda", progress=False, fast=True)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert len(result.loss_history) == steps and all(math.isfinite(v) for v in result.loss_history)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    count_syncs(WARMUP_STEPS + 2)  # warm-up: cuDNN autotuning, lazy initialisation
+    assert count_syncs(WARMUP_STEPS + 2) == count_syncs(WARMUP_STEPS + 30)

@@ -23,7 +23,7 @@ from dlcourse.training.config import LossTerm, TrainConfig
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.trainable import select_trainable
 
-__all__ = ["CheckedInputs", "TrainingDiverged", "check_finite", "check_inputs", "summary"]
+__all__ = ["CheckedInputs", "TrainingDiverged", "check_fast", "check_finite", "check_inputs", "summary"]
 
 _RANGE_TOLERANCE = 1e-3  # as in dlcourse.schedules: a little slack for rounding (e.g. after a resize)
 _IMAGE_RANGE = (-1.0, 1.0)
@@ -46,6 +46,20 @@ class CheckedInputs:
 def summary(tensor: Tensor) -> dict[str, Any]:
     """Shape, dtype and sum of a tensor (one host sync): enough to tell two datasets apart in a fingerprint."""
     return {"shape": list(tensor.shape), "dtype": str(tensor.dtype), "sum": tensor.sum(dtype=torch.float64).item()}
+
+
+def check_fast(device: torch.device, world_size: int) -> None:
+    """``train(fast=True)`` captures the step in a CUDA graph: it needs a CUDA device and one process."""
+    if device.type != "cuda":
+        raise ValueError(
+            f"fast=True captures the training step in a CUDA graph, which needs a CUDA device; this run is on "
+            f"{device}. Use fast=False (the default) on a {device.type.upper()}."
+        )
+    if world_size > 1:
+        raise ValueError(
+            f"fast=True trains one process; this run has {world_size} (torchrun). DistributedDataParallel's "
+            "gradient all-reduce is not captured here: use fast=False under torchrun."
+        )
 
 
 def check_inputs(

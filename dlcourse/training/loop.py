@@ -2,7 +2,8 @@
 
 Per step: set the learning rate (warm-up); draw a batch; compute the loss (t, eps, x_t, the model's
 prediction, the MSE) in mixed precision; backward; clip the gradient norm; take the optimiser step; update the
-EMA. The same loop trains an unconditional image model, a model on a frozen encoder's latents, a conditional
+EMA. ``fast=True`` on a GPU captures that step in a CUDA graph and replays it (:mod:`dlcourse.training.graphed`).
+The same loop trains an unconditional image model, a model on a frozen encoder's latents, a conditional
 model with condition dropout, a subset of a model's parameters, and a loss with extra terms.
 
 Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1, the whole loop" and
@@ -25,9 +26,10 @@ from dlcourse.ema import EMA
 from dlcourse.runtime import Precision, select_precision
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Source, draw_batch
-from dlcourse.training.checks import check_finite, check_inputs
+from dlcourse.training.checks import check_fast, check_finite, check_inputs
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
 from dlcourse.training.distributed import distributed, mean_over_processes
+from dlcourse.training.graphed import GraphedTrainStep
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.resume import Run, fingerprint
 from dlcourse.training.trainable import train_only
@@ -53,6 +55,7 @@ def train(
     device: str | torch.device | None = None,
     precision: Precision | None = None,
     progress: bool = True,
+    fast: bool = False,
 ) -> TrainResult:
     """Train ``model`` with the DDPM loss on ``data`` for ``config.steps`` steps; see :mod:`dlcourse.training`.
 
@@ -79,6 +82,8 @@ def train(
     device: default :func:`~dlcourse.runtime.get_device` (under torchrun with CUDA: cuda:LOCAL_RANK).
     precision: default :func:`~dlcourse.runtime.select_precision` for the device (bf16, fp16 + GradScaler, fp32).
     progress: show a tqdm progress bar (rank 0 only) with the mean loss since the last log point.
+    fast: capture the training step in a CUDA graph after a few eager steps and replay it (one process on a
+        CUDA device; see :mod:`dlcourse.training.graphed`): the same steps without the per-step launch cost.
     Raises ValueError/TypeError for bad inputs (before any step), FloatingPointError when the loss becomes
     NaN/inf, and CheckpointError when checkpoint_path holds a corrupt file or another run's checkpoint.
     """
@@ -90,6 +95,8 @@ def train(
             model, data, schedule, config, trainable=trainable, null_condition=null_condition, encode=encode,
             loss_fn=loss_fn, extra_terms=extra_terms, data_range=data_range, device=device,
         )
+        if fast:
+            check_fast(device, world_size)
         precision = select_precision(device) if precision is None else precision
         on_cuda = device.type == "cuda"
         memory_format = torch.channels_last if on_cuda else torch.contiguous_format  # faster convs on tensor cores
@@ -131,41 +138,53 @@ def train(
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             start = run.resume(checkpoint_path)
 
+        def one_step(ema_weight: Tensor | None = None) -> Tensor:
+            """One training step; returns its loss (0-d, detached, on the device). The learning rate is set."""
+            with precision.autocast():  # mixed precision: bf16, or fp16 with the GradScaler below
+                # Algorithm 1, line 2: x0 ~ q(x0) (and its conditions)
+                x0, conditions = draw_batch(main, **batching)
+                # Algorithm 1, lines 3-5: t, eps, x_t, the prediction, and the MSE to its target
+                loss = loss_fn(
+                    net, x0, schedule, config.prediction_type, generator=main.generator, model_kwargs=conditions,
+                )
+                for term in terms:  # e.g. DreamBooth's prior preservation, on its own batch
+                    x0, conditions = draw_batch(term, **batching)
+                    loss = loss + term.weight * loss_fn(
+                        net, x0, schedule, config.prediction_type, generator=term.generator,
+                        model_kwargs=conditions,
+                    )
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()  # Algorithm 1, line 5: the gradient
+            if config.grad_clip is not None:
+                run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the loss-scaled ones
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            run.scaler.step(run.optimizer)  # the gradient step (skipped by fp16's scaler on inf/NaN)
+            run.scaler.update()
+            if run.ema is not None and ema_weight is None:
+                run.ema.update()
+            elif run.ema is not None:
+                run.ema.average(ema_weight)  # the graphed step fills the weight and counts the update
+            return loss.detach()
+
         bar = tqdm(total=config.steps, initial=start, desc="training", unit="step", disable=not progress or rank != 0)
         with train_only(model, params), bar:  # everything else frozen for the run; the bar closed even on errors
             net = model
             if world_size > 1:
                 net = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+            graphed = None
+            if fast:  # after resuming: GraphedTrainStep puts a tensor learning rate into the restored param groups
+                graphed = GraphedTrainStep(one_step, run.optimizer, run.ema, config, run.generators, device)
             losses = torch.zeros(config.steps, device=device)  # loss of each step, read back at log points only
             logged = start
             begin = time.perf_counter()
             for step in range(start + 1, config.steps + 1):  # steps are counted from 1
-                for group in run.optimizer.param_groups:
-                    group["lr"] = learning_rate(step, config)  # linear warm-up
-                with precision.autocast():  # mixed precision: bf16, or fp16 with the GradScaler below
-                    # Algorithm 1, line 2: x0 ~ q(x0) (and its conditions)
-                    x0, conditions = draw_batch(main, **batching)
-                    # Algorithm 1, lines 3-5: t, eps, x_t, the prediction, and the MSE to its target
-                    loss = loss_fn(
-                        net, x0, schedule, config.prediction_type, generator=main.generator,
-                        model_kwargs=conditions,
-                    )
-                    for term in terms:  # e.g. DreamBooth's prior preservation, on its own batch
-                        x0, conditions = draw_batch(term, **batching)
-                        loss = loss + term.weight * loss_fn(
-                            net, x0, schedule, config.prediction_type, generator=term.generator,
-                            model_kwargs=conditions,
-                        )
-                run.optimizer.zero_grad(set_to_none=True)
-                run.scaler.scale(loss).backward()  # Algorithm 1, line 5: the gradient
-                if config.grad_clip is not None:
-                    run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the loss-scaled ones
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                run.scaler.step(run.optimizer)  # the gradient step (skipped by fp16's scaler on inf/NaN)
-                run.scaler.update()
-                if run.ema is not None:
-                    run.ema.update()
-                losses[step - 1] = loss.detach()  # stays on the device: no host sync per step
+                if graphed is None:
+                    for group in run.optimizer.param_groups:
+                        group["lr"] = learning_rate(step, config)  # linear warm-up
+                    loss = one_step()
+                else:
+                    loss = graphed(step)  # the same step, replayed from a CUDA graph
+                losses[step - 1] = loss  # stays on the device: no host sync per step
 
                 save = checkpoint_path is not None and (step % config.checkpoint_every == 0 or step == config.steps)
                 if save or step % config.log_every == 0 or step == config.steps:
@@ -178,6 +197,7 @@ def train(
                 if save:
                     run.save(checkpoint_path, step)
             seconds = time.perf_counter() - begin
+            run.optimizer.zero_grad(set_to_none=True)  # the last step's gradients (a graph's static ones) freed
 
 
     examples = (config.steps - start) * (main.batch_size + sum(term.batch_size for term in terms)) * world_size
