@@ -3,12 +3,14 @@
 Both sides get a U-Net of matched size (parameters and FLOPs within 10%, checked and printed), the same data
 (Shapes, on the device), the same precision (the runtime's autocast dtype) and the same optimiser settings:
 
-- dlcourse: ``dlcourse.train`` (AdamW, EMA, grad clipping) and ``ddim_sample(fast=True)`` (CUDA graph on a GPU);
+- dlcourse: ``dlcourse.train`` (AdamW, EMA, grad clipping), eagerly and on a GPU also with ``fast=True`` (the whole
+  step in a CUDA graph), and ``ddim_sample(fast=True)`` (CUDA graph on a GPU);
 - diffusers: ``UNet2DModel`` trained by the loop of its ``train_unconditional`` example (AdamW, EMAModel, grad
   clipping) and sampled with ``DDIMScheduler`` in the usual ``for t in scheduler.timesteps`` loop.
 
 It prints images/s for training, images/s for DDIM sampling at each batch size, the warm-up (first call minus a
-steady call), the peak GPU memory, and the ratios dlcourse / diffusers (> 1: dlcourse is faster or leaner).
+steady call; for our training, the fixed cost of a train() call), the peak GPU memory, and the ratios
+dlcourse / diffusers (> 1: dlcourse is faster or leaner).
 
     python bench/diffusers_vs_dlcourse.py                      # GPU: batches 64 and 512; CPU: reduced sizes
     python bench/diffusers_vs_dlcourse.py --sample-batches 64 512 --train-steps 200
@@ -40,6 +42,7 @@ from dlcourse import (  # noqa: E402
     select_precision,
     train,
 )
+from dlcourse.training.graphed import WARMUP_STEPS  # noqa: E402
 
 RESOLUTION = 32
 MULTS = (1, 2, 2)  # channels per level = base * mult; attention at 8x8 (the last level) and in the middle on both sides
@@ -84,15 +87,25 @@ def peak_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
-def train_ours(base, data, schedule, steps, batch, device, precision) -> dict:
+def train_ours(base, data, schedule, steps, batch, device, precision, fast=False) -> dict:
+    """Three train() calls on one model: short, long, short. Steady time per step: (long - second short) per extra
+    step; warm-up: what the first call cost beyond its steps (allocations, kernel selection, with fast=True the eager
+    steps and the CUDA-graph capture), as diffusers' warm-up is its first step beyond a steady one."""
     model = ours_model(base)
     reset_memory(device)
-    config = TrainConfig(steps=steps, batch_size=batch, warmup_steps=1, log_every=steps, checkpoint_every=steps)
-    warm = train(model, data, schedule, TrainConfig(steps=1, batch_size=batch, log_every=1, checkpoint_every=1),
-                 device=device, precision=precision, progress=False)  # first step: allocations, kernel selection
-    result = train(model, data, schedule, config, device=device, precision=precision, progress=False)
-    steady = result.seconds / steps
-    return {"img/s": steps * batch / result.seconds, "warmup_s": warm.seconds - steady, "peak_mib": peak_mib(device)}
+
+    def seconds(n: int) -> float:
+        config = TrainConfig(steps=n, batch_size=batch, warmup_steps=1, log_every=n, checkpoint_every=n)
+        return train(model, data, schedule, config, device=device, precision=precision, progress=False,
+                     fast=fast).seconds
+
+    short_steps = WARMUP_STEPS + 2 if fast else 2  # with fast=True: the eager steps, the capture, two replays
+    first, long, short = seconds(short_steps), seconds(steps), seconds(short_steps)
+    steady = (long - short) / (steps - short_steps)
+    if steady <= 0:
+        raise SystemExit(f"{steps} training steps took no longer than {short_steps} ({long:.3f} s vs {short:.3f} s): "
+                         "too few to tell the steady time from noise. Pass a larger --train-steps.")
+    return {"img/s": batch / steady, "warmup_s": first - short_steps * steady, "peak_mib": peak_mib(device)}
 
 
 def train_diffusers(base, data, schedule, steps, batch, device, precision) -> dict:
@@ -211,9 +224,13 @@ def main() -> None:
 
     data = Shapes(resolution=RESOLUTION, seed=0, device=device).batch(0, 4096 if gpu else 512).images
     schedule = NoiseSchedule.from_name("cosine", 1000).to(device)
+    theirs_training = train_diffusers(base, data, schedule, train_steps, train_batch, device, precision)
     rows = [(f"train, batch {train_batch}",
-             train_ours(base, data, schedule, train_steps, train_batch, device, precision),
-             train_diffusers(base, data, schedule, train_steps, train_batch, device, precision))]
+             train_ours(base, data, schedule, train_steps, train_batch, device, precision), theirs_training)]
+    if gpu:
+        rows.append((f"train, batch {train_batch}, fast=True (CUDA graph)",
+                     train_ours(base, data, schedule, train_steps, train_batch, device, precision, fast=True),
+                     theirs_training))
     ours, theirs = ours.to(device).eval(), theirs.to(device).eval()
     for batch in sample_batches:
         rows.append((
