@@ -61,3 +61,20 @@ def test_later_notebook_runs_alone_in_a_fresh_runtime(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / "data" / "checkpoints").glob("*.pt"))
     assert cached == ["ddpm_shapes", "feature_net"]
+
+
+def test_a_time_box_skips_the_notebooks_it_has_no_time_for(tmp_path):
+    """--stop-after 1: the first notebook starts at once and takes longer; the next is reported as skipped."""
+    first = _notebook(tmp_path / "01_first.ipynb", "import time\ntime.sleep(1.5)")
+    second = _notebook(tmp_path / "02_second.ipynb", "raise RuntimeError('must not run')")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_course.py"), "--out", str(out), "--stop-after", "1",
+         str(first), str(second)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # skipping is not failing
+    entries = json.loads((out / "report.json").read_text())["notebooks"]
+    assert [e["status"] for e in entries] == ["ok", "skipped"] and "--stop-after" in entries[1]["error"]
+    assert "| 02_second.ipynb | skipped |" in (out / "report.md").read_text()
+    assert not (out / "02_second.ipynb").exists()

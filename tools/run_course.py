@@ -3,8 +3,9 @@
 For each ``notebooks/NN_*.ipynb`` it records the wall time, the peak GPU memory (and peak host RSS) of the
 notebook's kernel, the figures the notebook measured with ``dlcourse.report.record``, and the settings it ran
 with (``dlcourse.modes.settings`` records them, with any overrides from the notebook's parameters cell). It writes the
-executed notebooks and ``report.json`` / ``report.md`` to ``--out`` (default ``build/course``) and exits
-non-zero if any notebook failed. ``DLCOURSE_SMOKE=1`` / ``DLCOURSE_MODE`` pick the mode as usual.
+executed notebooks and ``report.json`` / ``report.md`` (rewritten after each notebook) to ``--out`` (default
+``build/course``) and exits non-zero if any notebook failed. ``DLCOURSE_SMOKE=1`` / ``DLCOURSE_MODE`` pick the mode
+as usual. ``--stop-after`` time-boxes a run: notebooks not started in time are reported as skipped.
 
 ``--executed DIR`` also keeps each notebook that ran without error as ``DIR/NN_topic.ipynb`` with a record of the run
 in ``metadata["dlcourse"]``: mode, GPU, date, commit, wall time and hashes of the code it ran. The repository keeps a
@@ -129,6 +130,11 @@ def markdown_report(mode: str, entries: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(out: Path, mode: str, entries: list[dict]) -> None:
+    (out / "report.json").write_text(json.dumps({"mode": mode, "notebooks": entries}, indent=2) + "\n")
+    (out / "report.md").write_text(markdown_report(mode, entries))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "course")
@@ -136,6 +142,9 @@ def main() -> int:
     parser.add_argument("--executed", type=Path, metavar="DIR",
                         help="also keep each notebook that ran without error as DIR/NN_topic.ipynb with a record of "
                              "the run (the repository keeps a GPU run's in executed/)")
+    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
+                        help="start no notebook once this many seconds have passed (a GPU session's time box); the "
+                             "ones not started are reported as skipped")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/NN_*.ipynb")
     args = parser.parse_args()
 
@@ -149,7 +158,13 @@ def main() -> int:
         args.executed.mkdir(parents=True, exist_ok=True)
         commit = current_commit(ROOT)
     entries = []
+    begin = time.perf_counter()
     for path in paths:
+        if args.stop_after is not None and time.perf_counter() - begin > args.stop_after:
+            print(f"skipping {path.name}: the {args.stop_after:.0f} s time box has passed", flush=True)
+            entries.append({"notebook": path.name, "status": "skipped", "wall_s": 0.0, "figures": [], "settings": [],
+                            "error": f"not started: {args.stop_after:.0f} s had passed (--stop-after)"})
+            continue
         print(f"running {path.name} ({mode} mode) ...", flush=True)
         package_hash = package_sha256(ROOT / "dlcourse")  # the package as this notebook's kernel imports it
         entry = run_notebook(path.resolve(), args.out, args.timeout)
@@ -161,10 +176,10 @@ def main() -> int:
                    "wall_s": entry["wall_s"]}
             keep_executed(args.out / path.name, args.executed / path.name, run)
             print(f"  kept as {args.executed / path.name}", flush=True)
-    (args.out / "report.json").write_text(json.dumps({"mode": mode, "notebooks": entries}, indent=2) + "\n")
-    (args.out / "report.md").write_text(markdown_report(mode, entries))
+        write_report(args.out, mode, entries)  # after each notebook: a run killed later keeps what finished
+    write_report(args.out, mode, entries)
     print(f"report: {args.out / 'report.md'}")
-    return 1 if any(e["status"] != "ok" for e in entries) else 0
+    return 1 if any(e["status"] == "failed" for e in entries) else 0
 
 
 if __name__ == "__main__":
