@@ -8,7 +8,8 @@
 - :mod:`~dlcourse.training.config`: :class:`TrainConfig`, :class:`LossTerm`, :class:`TrainResult`,
   :func:`learning_rate`;
 - :mod:`~dlcourse.training.trainable`, :mod:`~dlcourse.training.checks`, :mod:`~dlcourse.training.resume`,
-  :mod:`~dlcourse.training.distributed`: a parameter subset, the input checks, checkpoints, DDP.
+  :mod:`~dlcourse.training.distributed`: a parameter subset, the input checks, checkpoints, DDP;
+- :mod:`~dlcourse.training.graphed`: the fast path, the training step in a CUDA graph.
 
 One loop trains, without copies of it: an unconditional image model (``data`` a tensor); a conditional one
 (``data={"x0": images, "class_labels": labels}``, with condition dropout ``TrainConfig.p_uncond`` to
@@ -22,6 +23,10 @@ Things to know when using :func:`train`:
   every ``log_every`` steps (for the progress bar and the loss history), at each checkpoint and at the end.
   A NaN or inf loss is detected there and raises :class:`FloatingPointError` naming the step. (fp16's
   GradScaler adds no sync on CUDA either: the fused AdamW reads its inf flag on the device.)
+- **The fast path** (``fast=True``, one process on a CUDA device): after three eager steps the whole step
+  (forward, backward, clipping, AdamW, EMA) is captured in a CUDA graph and replayed, one launch per step instead of
+  a thousand (:mod:`~dlcourse.training.graphed`). The same steps, not bit for bit (kernel choice, atomics). Not yet
+  run on a GPU; the notebooks train eagerly until the GPU-marked tests have passed on one.
 - **Loss history** (``TrainResult.loss_history``): one float per step, the batch-mean loss of that step with
   its extra terms (under DDP, the mean over processes), covering every step since step 1 (a resumed run
   includes the steps before the interruption). Smooth it for plotting.
