@@ -46,6 +46,9 @@ summary=$final/summary.txt
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $py -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, '|',
 torch.cuda.get_device_name())"
+  # what the stages import, before minutes are spent on them: a missing wheel shows here
+  $py -c "import importlib.metadata as m, dlcourse; print(', '.join(f'{p} {m.version(p)}' for p in ('diffusers',
+'transformers', 'nbclient', 'ipykernel', 'ipywidgets', 'matplotlib')))"
 } 2>&1 | tee "$summary"
 
 left() { echo $((deadline - $(date +%s))); }
