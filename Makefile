@@ -3,6 +3,9 @@
 #   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
 #                mode (what CI runs)
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
+#   make gpu-figures  on a CUDA GPU: the GPU-only tests, the benchmarks and every notebook at gpu settings
+#                (tools/gpu_checks.sh; NOTEBOOKS="03 04" for some); summary in build/gpu/summary.txt, the notebooks
+#                that ran copied into executed/
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told to (containers, some cloud VMs).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test course clean
+.PHONY: lab test course gpu-figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,15 @@ test: $(STAMP)
 
 course: $(STAMP)
 	$(PY) tools/run_course.py --out build/course
+
+# The checks' exit status (a failed test, say) is kept, after the notebooks that did run are copied into executed/.
+gpu-figures: $(STAMP)
+	rm -rf build/gpu
+	PYTHON=$(abspath $(PY)) OUT_DIR=build/gpu DEADLINE_S=$${DEADLINE_S:-86400} bash tools/gpu_checks.sh \
+		tests bench sd course; status=$$?; \
+	tar -xzf build/gpu/gpu_checks.tar.gz -C build/gpu && \
+	for nb in build/gpu/gpu_checks/executed/*.ipynb; do [ -e "$$nb" ] && cp "$$nb" executed/; done; \
+	exit $$status
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
