@@ -2,16 +2,22 @@
 #   make lab     open JupyterLab on notebooks/
 #   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
 #                mode (what CI runs)
+#   make test-latest  the unit tests and every notebook in smoke mode in a second environment (.venv-latest):
+#                Python 3.12 with the newest release of every dependency pip resolves (what Colab's setup cell
+#                installs over); upgraded on every run, not part of `make test` or CI
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PYTHON_LATEST ?= python3.12
+VENV_LATEST := .venv-latest
+PY_LATEST := $(VENV_LATEST)/bin/python
 # Jupyter refuses to run as root unless told to (containers, some cloud VMs).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test course clean
+.PHONY: lab test test-latest course clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +31,14 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/executed_status.py
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
+
+test-latest:
+	test -x $(PY_LATEST) || $(PYTHON_LATEST) -m venv $(VENV_LATEST)
+	$(PY_LATEST) -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(PY_LATEST) -c "import sys, torch, numpy, diffusers, transformers; \
+	print('Python', sys.version.split()[0], '| torch', torch.__version__, '| numpy', numpy.__version__, \
+	'| diffusers', diffusers.__version__, '| transformers', transformers.__version__)"
+	DLCOURSE_SMOKE=1 $(PY_LATEST) -m pytest
 
 course: $(STAMP)
 	$(PY) tools/run_course.py --out build/course
