@@ -2,6 +2,9 @@
 #   make lab     open JupyterLab on notebooks/
 #   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
 #                mode (what CI runs)
+#   make test-latest  the unit tests and every notebook in smoke mode in a second environment (.venv-latest):
+#                Python 3.12 with the newest release of every dependency pip resolves (what Colab's setup cell
+#                installs over); upgraded on every run, not part of `make test` or CI
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
 #   make gpu-figures  on a CUDA GPU: the GPU-only tests, the benchmarks and every notebook at gpu settings
 #                (tools/gpu_checks.sh; NOTEBOOKS="03 04" for some); summary in build/gpu/summary.txt, the notebooks
@@ -11,10 +14,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PYTHON_LATEST ?= python3.12
+VENV_LATEST := .venv-latest
+PY_LATEST := $(VENV_LATEST)/bin/python
 # Jupyter refuses to run as root unless told to (containers, some cloud VMs).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test course gpu-figures clean
+.PHONY: lab test test-latest course gpu-figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +34,14 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/executed_status.py
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
+
+test-latest:
+	test -x $(PY_LATEST) || $(PYTHON_LATEST) -m venv $(VENV_LATEST)
+	$(PY_LATEST) -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(PY_LATEST) -c "import sys, torch, numpy, diffusers, transformers; \
+	print('Python', sys.version.split()[0], '| torch', torch.__version__, '| numpy', numpy.__version__, \
+	'| diffusers', diffusers.__version__, '| transformers', transformers.__version__)"
+	DLCOURSE_SMOKE=1 $(PY_LATEST) -m pytest
 
 course: $(STAMP)
 	$(PY) tools/run_course.py --out build/course
