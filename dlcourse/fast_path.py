@@ -70,6 +70,7 @@ class CudaGraphs:
 
     def __init__(self) -> None:
         self.failed: str | None = None  # a failed capture's error: no capture is tried after one
+        self.streams: dict[int, torch.cuda.Stream] = {}  # one side stream per GPU (each stream gets cuBLAS workspace)
 
     def card(self, device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
@@ -77,7 +78,10 @@ class CudaGraphs:
     @contextmanager
     def side_stream(self, device: torch.device) -> Iterator[None]:
         with torch.cuda.device(device):
-            current, side = torch.cuda.current_stream(), torch.cuda.Stream()
+            index = torch.cuda.current_device()
+            if index not in self.streams:
+                self.streams[index] = torch.cuda.Stream()
+            current, side = torch.cuda.current_stream(), self.streams[index]
             side.wait_stream(current)  # the block starts after the work queued so far
             try:
                 with torch.cuda.stream(side):
@@ -126,9 +130,11 @@ graphs = CudaGraphs()  # the mechanism the fast paths call (the tests' seam)
 
 
 def describe(error: BaseException) -> str:
-    """An exception in one line: its type and the first line of its message."""
+    """An exception in one line: its type and the first line of its message, and the same of the exception it
+    was raised while handling (a failed capture's first error: ``torch.cuda.graph`` then fails to end it)."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if error.__context__ is None else f"{text}, after {describe(error.__context__)}"
 
 
 def capture_failed(error: BaseException) -> str:

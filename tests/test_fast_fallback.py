@@ -244,3 +244,12 @@ def test_a_healthy_training_graph_is_checked_then_replayed(use, shapes8):
     assert fake.replays == CONFIG.steps - WARMUP_STEPS  # the check's replay of step 4, then steps 5, 6, 7
     # The replays read the learning rate from a float32 tensor, the eager steps from a Python float: close.
     assert_same_run(fast, eager, exact=False)
+
+
+def test_a_failed_capture_is_described_by_its_first_error():
+    """torch.cuda.graph ends a capture whose body raised, and ending it raises too: the warning names both."""
+    error = RuntimeError("operation failed due to a previous error during capture")
+    error.__context__ = RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors might ...")
+    text = fast_path.describe(error)
+    assert text == ("RuntimeError: operation failed due to a previous error during capture, after RuntimeError: "
+                    "operation not permitted when stream is capturing")
