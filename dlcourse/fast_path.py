@@ -30,6 +30,7 @@ purpose, and checks that the run ends with the eager result and exactly one warn
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -149,7 +150,8 @@ def relative_difference(got: Sequence[Tensor], expected: Sequence[Tensor], start
     """||got - expected|| / ||expected - start||, each norm over all the tensors together (start: zeros if empty).
 
     0 when got equals expected (NaN and inf matching NaN and inf in place); inf when they differ and expected
-    equals start. For a training step, start is the state before it: the difference relative to the update.
+    equals start, or got has a NaN where expected has none. For a training step, start is the state before it:
+    the difference relative to the update.
     """
     starts = start or [torch.zeros_like(e) for e in expected]
     apart = moved = torch.zeros((), dtype=torch.float64, device=expected[0].device)
@@ -161,7 +163,7 @@ def relative_difference(got: Sequence[Tensor], expected: Sequence[Tensor], start
     apart, moved = apart.sqrt().item(), moved.sqrt().item()  # the one host sync of the check
     if apart == 0.0:
         return 0.0
-    return apart / moved if moved > 0.0 else float("inf")
+    return apart / moved if moved > 0.0 and not math.isnan(apart) else float("inf")  # never NaN: max() of two
 
 
 def mismatch(difference: float, dtype: torch.dtype) -> str | None:

@@ -186,6 +186,7 @@ def test_relative_difference():
     a, b = torch.tensor([1.0, 2.0, float("nan"), float("inf")]), torch.tensor([1.0, 2.0, float("nan"), float("inf")])
     assert fast_path.relative_difference([a], [b]) == 0.0  # NaN and inf in place: equal
     assert fast_path.relative_difference([torch.tensor([3.0, 4.0])], [torch.zeros(2)]) == float("inf")
+    assert fast_path.relative_difference([torch.tensor([float("nan")])], [torch.ones(1)]) == float("inf")
     got, expected, start = torch.tensor([1.1, 2.0]), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0])
     assert fast_path.relative_difference([got], [expected], [start]) == pytest.approx(0.1)  # of the update
     assert fast_path.mismatch(4e-3, torch.float32) is None
