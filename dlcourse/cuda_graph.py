@@ -19,9 +19,12 @@ call. The recipe is the one in the PyTorch docs ("CUDA Graphs", whole-network ca
    and per (input shape, dtype, device, autocast dtype, what the denoiser reads: see below), at most
    ``MAX_GRAPHS_PER_DENOISER`` per denoiser (least recently used dropped). A steps x sampler table, or a widget
    moving the step count, captures once.
-5. A denoiser that cannot be captured (it calls .item() or .cpu(), say) raises a RuntimeError that says so;
-   ``fast=False`` runs it eagerly. We do not fall back silently: after a failed capture the CUDA caching
-   allocator's state is not something to rely on.
+5. Checked, and falling back loudly (:mod:`dlcourse.fast_path`): the last warm-up call runs with host syncs
+   turned into errors; the first call of a graph runs the eager call too and compares the replay's output with
+   it. On a capture error (a denoiser that calls .item() or .cpu(), say), a replay error or a mismatch, one
+   :class:`~dlcourse.fast_path.FastPathWarning` names what failed and the card, and the graph's calls run
+   eagerly from then on (the cache remembers that): the sampler goes on, with the eager result. The first call
+   returns the eager result in any case; replays serve the calls after it.
 
 The denoiser is a model or any function ``denoise(x_t, t)`` (see :mod:`dlcourse.sampling.denoiser`). A graph
 bakes in everything the call reads other than x_t and t: the memory of every tensor (weights, a text context)
@@ -60,6 +63,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from dlcourse import fast_path
 from dlcourse.runtime import Precision
 
 __all__ = [
@@ -73,6 +77,7 @@ __all__ = [
 MAX_GRAPHS_PER_DENOISER = 4
 WARMUP_CALLS = 3  # eager calls on a side stream before capture, as in the PyTorch docs
 MAX_REACH = 4  # how many calls deep the cache key follows a function's closures and globals
+WHAT = "the samplers' CUDA graph of the denoiser"  # what the fallback warning names
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -88,18 +93,24 @@ def _autocast(device_type: str, dtype: torch.dtype) -> AbstractContextManager:
 
 
 class GraphedDenoiser:
-    """``denoiser(x_t, t)`` captured in a CUDA graph; called like the eager per-step denoiser.
+    """``denoiser(x_t, t)`` captured in a CUDA graph, checked on its first call; see the module docstring.
 
-    ``graphed(x_t, t)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int;
-    returns the denoiser's output (B, C', H, W) in float32 (a fresh tensor, not the static buffer). Build it
-    through :func:`graphed_denoiser`, which caches it. A module must be in eval mode while capturing.
-    It keeps no reference to the denoiser (the cache holds denoisers weakly).
+    ``graphed(x_t, t, eager)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int,
+    eager the eager per-step call (``make_denoiser(..., fast=False)``'s) that the first call checks the replay
+    against and that runs instead after a fallback; returns the denoiser's output (B, C', H, W) in float32 (a
+    fresh tensor, not the static buffer). Build it through :func:`graphed_denoiser`, which caches it. A module
+    must be in eval mode while capturing. It keeps no reference to the denoiser (the cache holds denoisers
+    weakly). ``replay`` is None once it has fallen back to the eager call.
     """
 
     def __init__(self, denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype):
-        if not x.is_cuda:
+        if x.device.type != fast_path.graphs.device_type:
             raise ValueError(f"CUDA graphs need a CUDA tensor; x is on {x.device}. Use the eager path on a CPU.")
-        with torch.cuda.device(x.device), torch.inference_mode(False), torch.no_grad():
+        self.device = x.device
+        self.autocast_dtype = autocast_dtype
+        self.checked = False  # the first call compares the replay with the eager call
+        self.replay: Callable[[], Tensor] | None = None
+        with torch.inference_mode(False), torch.no_grad():
             self.static_x = x.clone()  # ordinary tensors (created outside inference mode)
             self.static_t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
 
@@ -110,32 +121,37 @@ class GraphedDenoiser:
                     raise TypeError(f"The denoiser must return a tensor (B, C, H, W); got {type(output).__name__}.")
                 return output.float()
 
-            side_stream = torch.cuda.Stream()
-            side_stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side_stream):
-                for _ in range(WARMUP_CALLS):
-                    forward()
-            torch.cuda.current_stream().wait_stream(side_stream)
-
-            self.graph = torch.cuda.CUDAGraph()
-            stream = torch.cuda.current_stream()
             try:
-                with torch.cuda.graph(self.graph):
-                    self.static_out = forward()
-            except RuntimeError as error:
-                torch.cuda.set_stream(stream)  # a failed capture can leave torch's capture stream current
-                name = getattr(denoiser, "__name__", type(denoiser).__name__)
-                raise RuntimeError(
-                    f"Could not capture {name} in a CUDA graph: {error}\nA capturable denoiser has no .item(), "
-                    ".cpu(), .tolist(), print of tensor values or Python branch on tensor values. Remove those "
-                    "from the model's forward (or your denoiser function), or pass fast=False to run it eagerly."
-                ) from error
+                with fast_path.graphs.side_stream(x.device):
+                    for _ in range(WARMUP_CALLS - 1):
+                        forward()
+                    with fast_path.graphs.no_host_sync():  # a host sync fails here, before any capture
+                        forward()
+                self.replay = fast_path.graphs.capture(forward, x.device)
+            except Exception as error:
+                fast_path.fall_back(WHAT, fast_path.capture_failed(error), self.device)
 
-    def __call__(self, x_t: Tensor, t: int) -> Tensor:
+    def __call__(self, x_t: Tensor, t: int, eager: Callable[[Tensor, int], Tensor]) -> Tensor:
+        if self.replay is None:
+            return eager(x_t, t)
+        if self.checked:
+            return self._replay(x_t, t)
+        expected = eager(x_t, t)  # the first call: the eager result, and the replay's on the same input
+        self.checked = True
+        try:
+            difference = fast_path.relative_difference([self._replay(x_t, t)], [expected])
+            failure = fast_path.mismatch(difference, self.autocast_dtype)
+        except Exception as error:
+            failure = f"its first replay failed ({fast_path.describe(error)})"
+        if failure is not None:
+            self.replay = None  # the graph and its memory go; this input's calls run eagerly from now on
+            fast_path.fall_back(WHAT, failure, self.device)
+        return expected
+
+    def _replay(self, x_t: Tensor, t: int) -> Tensor:
         self.static_x.copy_(x_t)
         self.static_t.fill_(t)  # a kernel with t as its argument: no host->device copy
-        self.graph.replay()
-        return self.static_out.clone()  # the next replay overwrites static_out
+        return self.replay().clone()  # the next replay overwrites the static output
 
 
 def _global_names(code: types.CodeType) -> list[str]:
@@ -203,8 +219,8 @@ def graphed_denoiser(denoiser: Denoiser, x: Tensor, precision: Precision | None 
 
     denoiser: a model or a function called as ``denoiser(x_t, t)``, t a LongTensor (B,); x: (B, C, H, W) CUDA
     tensor, an example input; precision: its autocast dtype is used inside the graph (None: fp32). A module
-    must be in eval mode. Raises a RuntimeError that says what to change when the denoiser cannot be captured
-    (it calls .item() or .cpu(), say); ``fast=False`` then runs it eagerly.
+    must be in eval mode. A denoiser that cannot be captured (it calls .item() or .cpu(), say) gives a
+    :class:`~dlcourse.fast_path.FastPathWarning` and a graphed denoiser that runs the eager call.
     """
     autocast_dtype = precision.dtype if precision is not None else torch.float32
     key = _cache_key(denoiser, x, autocast_dtype)

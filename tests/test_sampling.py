@@ -625,6 +625,8 @@ def test_graph_cache_needs_a_weak_reference():
 # ------------------------------------------------------------------------------------------- GPU fast path
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# A graph that falls back still gives the eager result: these tests pass only if none does.
+no_fallback = pytest.mark.filterwarnings("error::dlcourse.fast_path.FastPathWarning")
 
 
 @pytest.fixture
@@ -636,6 +638,7 @@ def no_tf32(monkeypatch):
 
 @pytest.mark.gpu
 @needs_cuda
+@no_fallback
 def test_cuda_graph_equals_eager(no_tf32):
     device = torch.device("cuda")
     model = _tiny_unet(context_dim=6).to(device)
@@ -694,6 +697,7 @@ def test_cuda_graph_equals_eager(no_tf32):
 
 @pytest.mark.gpu
 @needs_cuda
+@no_fallback
 def test_guidance_through_the_cuda_graph(no_tf32):
     """The fast path applies to a guidance wrapper: scale 1 still gives the conditional model's samples."""
     device = torch.device("cuda")

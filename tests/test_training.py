@@ -22,6 +22,7 @@ from torch import nn
 from dlcourse.checkpoints import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
 from dlcourse.data import Shapes
 from dlcourse.ema import EMA, ema_decay_at
+from dlcourse.fast_path import FastPathWarning
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.runtime import Precision
 from dlcourse.schedules import NoiseSchedule
@@ -842,6 +843,7 @@ def test_cuda_training_has_no_host_sync_per_step(fast):
                                fast=fast)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
+        assert not [w for w in caught if issubclass(w.category, FastPathWarning)], "the fast path fell back"
         assert len(result.loss_history) == steps and all(math.isfinite(v) for v in result.loss_history)
         conv = result.model.conv_in.weight
         assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
@@ -920,6 +922,7 @@ def fp16_precision() -> Precision:
     return Precision("cuda", torch.float16, True, "fp16 with a GradScaler, as on a T4")
 
 
+@pytest.mark.filterwarnings("error::dlcourse.fast_path.FastPathWarning")  # a fallback would train eagerly
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("half", [False, True], ids=["default precision", "fp16 + GradScaler"])
@@ -933,6 +936,7 @@ def test_cuda_fast_training_takes_the_eager_steps(half):
     assert_same_training(fast, eager, initial)
 
 
+@pytest.mark.filterwarnings("error::dlcourse.fast_path.FastPathWarning")  # a fallback would train eagerly
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fast_training_resumes_and_reads_losses_back(tmp_path):
@@ -951,6 +955,7 @@ def test_cuda_fast_training_resumes_and_reads_losses_back(tmp_path):
     assert_same_training(resumed, one_go, initial)
 
 
+@pytest.mark.filterwarnings("error::dlcourse.fast_path.FastPathWarning")  # a fallback would train eagerly
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fast_general_loop_takes_the_eager_steps():

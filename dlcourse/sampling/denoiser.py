@@ -19,12 +19,14 @@ given, so put the models it calls in eval mode yourself (``model.eval()``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
 
+from dlcourse import fast_path
 from dlcourse.cuda_graph import graphed_denoiser
 from dlcourse.runtime import Precision
 
@@ -39,13 +41,12 @@ def make_denoiser(
     """The function a sampler calls at each step: ``denoise(x_t, t)`` with an int t -> ``denoiser(x_t, t (B,))``.
 
     x: (B, C, H, W), an example input (only its shape, dtype and device are used). Returns the output in
-    float32. With ``fast=True`` and x on a CUDA GPU, the call replays a cached CUDA graph
-    (:func:`dlcourse.cuda_graph.graphed_denoiser`); otherwise (fast=False, or on a CPU, where fast is quietly
-    ignored) it is a plain call under ``precision.autocast()`` (fp32 when precision is None).
+    float32. The eager call is a plain call under ``precision.autocast()`` (fp32 when precision is None). With
+    ``fast=True`` and x on a CUDA GPU, the call replays a cached CUDA graph
+    (:func:`dlcourse.cuda_graph.graphed_denoiser`), whose first call is checked against the eager call and which
+    falls back to it, with one warning, if the capture or the check fails; on a CPU fast is quietly ignored.
     Call it under torch.inference_mode() / no_grad, as the samplers do.
     """
-    if fast and x.is_cuda:
-        return graphed_denoiser(denoiser, x, precision)
 
     def denoise(x_t: Tensor, t: int) -> Tensor:
         t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)  # no host->device copy
@@ -59,6 +60,8 @@ def make_denoiser(
             )
         return output.float()
 
+    if fast and x.device.type == fast_path.graphs.device_type:
+        return functools.partial(graphed_denoiser(denoiser, x, precision), eager=denoise)
     return denoise
 
 

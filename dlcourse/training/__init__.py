@@ -25,8 +25,10 @@ Things to know when using :func:`train`:
   GradScaler adds no sync on CUDA either: the fused AdamW reads its inf flag on the device.)
 - **The fast path** (``fast=True``, one process on a CUDA device): after three eager steps the whole step
   (forward, backward, clipping, AdamW, EMA) is captured in a CUDA graph and replayed, one launch per step instead of
-  a thousand (:mod:`~dlcourse.training.graphed`). The same steps, not bit for bit (kernel choice, atomics). Not yet
-  run on a GPU; the notebooks train eagerly until the GPU-marked tests have passed on one.
+  a thousand (:mod:`~dlcourse.training.graphed`). The same steps, not bit for bit (kernel choice, atomics). The
+  first replayed step is checked against an eager step from the same state; a capture error, a replay error or a
+  mismatch gives one :class:`~dlcourse.fast_path.FastPathWarning` and the run goes on eagerly. Not yet run on a GPU;
+  the notebooks train eagerly until the GPU-marked tests have passed on one.
 - **Loss history** (``TrainResult.loss_history``): one float per step, the batch-mean loss of that step with
   its extra terms (under DDP, the mean over processes), covering every step since step 1 (a resumed run
   includes the steps before the interruption). Smooth it for plotting.

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dlcourse import fast_path
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Examples
 from dlcourse.training.config import LossTerm, TrainConfig
@@ -50,7 +51,7 @@ def summary(tensor: Tensor) -> dict[str, Any]:
 
 def check_fast(device: torch.device, world_size: int) -> None:
     """``train(fast=True)`` captures the step in a CUDA graph: it needs a CUDA device and one process."""
-    if device.type != "cuda":
+    if device.type != fast_path.graphs.device_type:
         raise ValueError(
             f"fast=True captures the training step in a CUDA graph, which needs a CUDA device; this run is on "
             f"{device}. Use fast=False (the default) on a {device.type.upper()}."

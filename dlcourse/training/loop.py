@@ -84,6 +84,9 @@ def train(
     progress: show a tqdm progress bar (rank 0 only) with the mean loss since the last log point.
     fast: capture the training step in a CUDA graph after a few eager steps and replay it (one process on a
         CUDA device; see :mod:`dlcourse.training.graphed`): the same steps without the per-step launch cost.
+        The first replayed step is checked against an eager step from the same state; if the capture, the
+        replay or the check fails, one :class:`~dlcourse.fast_path.FastPathWarning` says so and training goes
+        on eagerly, with the eager result.
     Raises ValueError/TypeError for bad inputs (before any step), FloatingPointError when the loss becomes
     NaN/inf, and CheckpointError when checkpoint_path holds a corrupt file or another run's checkpoint.
     """
@@ -172,8 +175,8 @@ def train(
             if world_size > 1:
                 net = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
             graphed = None
-            if fast:  # after resuming: GraphedTrainStep puts a tensor learning rate into the restored param groups
-                graphed = GraphedTrainStep(one_step, run.optimizer, run.ema, config, run.generators, device)
+            if fast:  # after resuming: GraphedTrainStep sets options of the restored param groups
+                graphed = GraphedTrainStep(one_step, run, config, precision)
             losses = torch.zeros(config.steps, device=device)  # loss of each step, read back at log points only
             logged = start
             begin = time.perf_counter()
@@ -183,7 +186,7 @@ def train(
                         group["lr"] = learning_rate(step, config)  # linear warm-up
                     loss = one_step()
                 else:
-                    loss = graphed(step)  # the same step, replayed from a CUDA graph
+                    loss = graphed(step)  # the same step, replayed from a CUDA graph (checked, falls back)
                 losses[step - 1] = loss  # stays on the device: no host sync per step
 
                 save = checkpoint_path is not None and (step % config.checkpoint_every == 0 or step == config.steps)
