@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from dlcourse import (  # noqa: E402
     select_precision,
     train,
 )
+from dlcourse.fast_path import FastPathWarning  # noqa: E402
 from dlcourse.training.graphed import WARMUP_STEPS  # noqa: E402
 
 RESOLUTION = 32
@@ -251,4 +253,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A fast path that fell back to the eager path would be timed as the fast path: stop instead.
+    warnings.simplefilter("error", FastPathWarning)
     main()

@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dlcourse import sd  # noqa: E402
+from dlcourse.fast_path import FastPathWarning  # noqa: E402
 from dlcourse.runtime import Precision  # noqa: E402
 from dlcourse.training import TrainConfig  # noqa: E402
 
@@ -140,4 +142,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A fast path that fell back to the eager path would be timed as the fast path: stop instead.
+    warnings.simplefilter("error", FastPathWarning)
     main()
