@@ -110,8 +110,9 @@ def check_strings(
     if single and isinstance(value, str):
         return [value] * (1 if count is None else count)
     needs = ("a string or " if single else "") + "a list or tuple of strings"
-    if isinstance(value, str):
-        _fail(caller, name, needs, value, fix or f"Wrap it in a list: {name}=[{value!r}].", TypeError)
+    if isinstance(value, str):  # iterating a string would give its letters, each taken as one item
+        _fail(caller, name, needs, value, f"One string would be read letter by letter: wrap it, {name}=[{value!r}]. "
+              f"{fix}".rstrip(), TypeError)  # fmt: skip
     if not isinstance(value, (list, tuple)):
         _fail(caller, name, needs, value, fix, TypeError)
     bad = [item for item in value if not isinstance(item, str)]

@@ -53,7 +53,7 @@ class _Net(nn.Module):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"targets": "*attn*"}, "targets must be a list or tuple"),  # a string would be read as a list of letters
+        ({"targets": "*attn*"}, "targets must be a list or tuple of strings; got the string .* letter by letter"),
         ({"targets": []}, "targets must be"),
         ({"targets": ["*.qkv", 3]}, "targets must be"),
         ({"rank": 0}, "rank must be an integer"),
