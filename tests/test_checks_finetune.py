@@ -132,6 +132,8 @@ def test_load_adapter_refuses_a_merged_model_and_adapters_of_another_model(tmp_p
         load_adapter(_trained(rank=4), path)
     with pytest.raises(TypeError, match="path must be a path"):
         load_adapter(_Net(), None)
+    with pytest.raises(FileNotFoundError, match="path must be a file that exists.*save_adapter"):
+        load_adapter(_Net(), tmp_path / "missing.pt")
     with pytest.raises(TypeError, match="path must be a path"):
         save_adapter(_trained(), 3)
     with pytest.raises(TypeError, match="model must be"):

@@ -118,6 +118,16 @@ def test_loading_and_toy_components_name_the_bad_argument(components):
         sd.load_components("some/model", local_files_only="yes")
     with pytest.raises(ValueError, match="device must be"):
         components.to("gpu")
+    with pytest.raises(ValueError, match="dtype must be"):
+        components.to("cpu", torch.int8)
+    parts = {"tokenizer": components.tokenizer, "text_encoder": components.text_encoder, "unet": components.unet,
+             "vae": components.vae, "scheduler": components.scheduler, "source": "test"}  # fmt: skip
+    for name, bad, match in (("unet", "unet.safetensors", "unet must be a torch.nn.Module"),
+                             ("scheduler", None, "scheduler must be a diffusers scheduler"),
+                             ("tokenizer", 3, "tokenizer must be a CLIPTokenizer"),
+                             ("source", None, "source must be a string")):  # fmt: skip
+        with pytest.raises(TypeError, match=match):
+            sd.SDComponents(**parts | {name: bad})
     with pytest.raises(ValueError, match=r"image_size must be a multiple of 8 .* 56 or 64"):
         sd.tiny_components(image_size=60)
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from dlcourse.checkpoints import load_checkpoint, save_checkpoint
-from dlcourse.finetune.checks import check_adapter, check_model, check_save_path
+from dlcourse.finetune.checks import check_adapter, check_adapter_path, check_model, check_save_path
 from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
 
 __all__ = ["load_adapter", "save_adapter"]
@@ -38,7 +38,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> list[str]:
     """Put the adapter saved at ``path`` into ``model``: LoRA layers are injected where the file has them (or
     reused if the model already has the same ones) and their weights loaded. Returns the layer names."""
     check_model("load_adapter", model)
-    state = load_checkpoint(check_save_path("load_adapter", path))
+    state = load_checkpoint(check_adapter_path(path))
     existing = lora_layers(model)
     check_adapter(model, path, state, existing)  # a merged model, or one the adapter was not trained on, is refused
     config, weights = state["lora"], state["weights"]

@@ -24,6 +24,7 @@ from dlcourse.argument_checks import (
 
 __all__ = [
     "check_adapter",
+    "check_adapter_path",
     "check_base_layer",
     "check_caption_inputs",
     "check_concept_token",
@@ -119,6 +120,10 @@ def check_scale(caller: str, scale: Any) -> None:
 
 def check_save_path(caller: str, path: Any) -> Path:
     return check_path(caller, "path", path)
+
+
+def check_adapter_path(path: Any) -> Path:
+    return check_path("load_adapter", "path", path, exists=True, fix="Write one with save_adapter(model, path).")
 
 
 def check_adapter(model: Any, path: Any, state: Mapping[str, Any], existing: Mapping[str, Any]) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "check_latents",
     "check_load",
     "check_prompts",
+    "check_parts",
     "check_sd_images",
     "check_sd_lora",
     "check_sd_lora_file",
@@ -48,6 +49,20 @@ __all__ = [
     "check_text_to_image",
     "check_tiny",
 ]
+
+
+def check_parts(tokenizer: Any, text_encoder: Any, unet: Any, vae: Any, scheduler: Any, source: Any) -> None:
+    """SDComponents' fields: a tokenizer (callable), three networks, a scheduler with a config, a description."""
+    caller = "SDComponents"
+    if not callable(tokenizer):
+        raise TypeError(f"{caller}: tokenizer must be a CLIPTokenizer (callable on prompts); got "
+                        f"{describe(tokenizer)}.")  # fmt: skip
+    for name, module in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):
+        check_model(caller, module, name)
+    if not hasattr(scheduler, "config"):
+        raise TypeError(f"{caller}: scheduler must be a diffusers scheduler (its config is read), e.g. "
+                        f"DDIMScheduler.from_config(pipe.scheduler.config); got {describe(scheduler)}.")  # fmt: skip
+    check_instance(caller, "source", source, str, "a string saying where the components came from")
 
 
 def check_components(caller: str, components: Any) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from dlcourse.argument_checks import check_device, check_dtype
 from dlcourse.schedules import NoiseSchedule
-from dlcourse.sd.checks import check_load
+from dlcourse.sd.checks import check_load, check_parts
 
 __all__ = ["DEFAULT_MODEL_ID", "SDComponents", "SDLoadError", "load_components", "require_sd_packages",
            "stable_diffusion"]
@@ -56,6 +56,9 @@ class SDComponents:
     vae: Any
     scheduler: Any
     source: str
+
+    def __post_init__(self) -> None:
+        check_parts(self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler, self.source)
 
     @property
     def scaling_factor(self) -> float:
