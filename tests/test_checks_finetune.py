@@ -90,6 +90,8 @@ def test_lora_layers_check_their_base_and_settings():
 def test_lora_functions_refuse_a_model_without_lora(call):
     with pytest.raises(ValueError, match="model has no LoRA layers; call inject_lora"):
         call(_Net())
+    with pytest.raises(TypeError, match=r"^(merge_lora|unmerge_lora|lora_parameters|set_lora_scale): model must be"):
+        call(lora_parameters)  # a function, not the model
 
 
 @pytest.mark.parametrize(("scale", "error"), [(math.nan, ValueError), (math.inf, ValueError), ("1", TypeError),

@@ -106,10 +106,12 @@ def check_targets_matched(model: nn.Module, names: list[str], targets: Any, rank
         _check_rank(caller, rank, min(dims), f"{type(layer).__name__}{dims} {name!r}")
 
 
-def check_has_lora(caller: str, layers: Mapping[str, Any], model: Any, name: str = "model") -> None:
-    """``model`` has LoRA layers (``layers``, by name)."""
+def check_has_lora(caller: str, model: Any, name: str = "model") -> None:
+    """``model`` is a module with LoRA layers."""
+    from dlcourse.finetune.lora import lora_layers
+
     check_model(caller, model, name)
-    if not layers:
+    if not lora_layers(model):
         raise ValueError(f"{caller}: {name} has no LoRA layers; call inject_lora({name}, ...) first (or "
                          f"load_adapter({name}, path)).")  # fmt: skip
 

@@ -172,32 +172,29 @@ def unmerged_lora_layers(model: nn.Module, caller: str, inject: str = "inject_lo
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     """A and B of every LoRA layer: what to train."""
-    layers = lora_layers(model)
-    check_has_lora("lora_parameters", layers, model)
-    return [p for layer in layers.values() for p in (layer.lora_down.weight, layer.lora_up.weight)]
+    check_has_lora("lora_parameters", model)
+    return [p for layer in lora_layers(model).values() for p in (layer.lora_down.weight, layer.lora_up.weight)]
 
 
 def merge_lora(model: nn.Module) -> None:
     """Fold each update into its layer's weight (no extra cost at inference); :func:`unmerge_lora` undoes it."""
-    layers = lora_layers(model)
-    check_has_lora("merge_lora", layers, model)
-    for layer in layers.values():
+    check_has_lora("merge_lora", model)
+    for layer in lora_layers(model).values():
         layer.merge()
 
 
 def unmerge_lora(model: nn.Module) -> None:
     """Restore the weights :func:`merge_lora` changed, bit for bit."""
-    layers = lora_layers(model)
-    check_has_lora("unmerge_lora", layers, model)
-    for layer in layers.values():
+    check_has_lora("unmerge_lora", model)
+    for layer in lora_layers(model).values():
         layer.unmerge()
 
 
 def set_lora_scale(model: nn.Module, scale: float) -> None:
     """Multiply every update by ``scale`` (0: the base model, 1: as trained). Refused while merged."""
-    layers = lora_layers(model).values()
-    check_has_lora("set_lora_scale", layers, model)
+    check_has_lora("set_lora_scale", model)
     check_scale("set_lora_scale", scale)
+    layers = lora_layers(model).values()
     if any(layer.merged for layer in layers):
         raise ValueError("set_lora_scale: the LoRA layers are merged; call unmerge_lora(model) first.")
     for layer in layers:
