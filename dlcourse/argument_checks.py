@@ -63,10 +63,10 @@ def check_int(
     caller: str, name: str, value: Any, minimum: int | None = None, maximum: int | None = None, fix: str = ""
 ) -> None:
     """An integer (not a bool) in [minimum, maximum] (either bound optional)."""
-    bounds = "" if minimum is None and maximum is None else (
-        f" >= {minimum}" if maximum is None else f" from {minimum} to {maximum}" if minimum is not None
-        else f" <= {maximum}"
-    )  # fmt: skip
+    if minimum is not None and maximum is not None:
+        bounds = f" from {minimum} to {maximum}"
+    else:
+        bounds = f" >= {minimum}" if minimum is not None else f" <= {maximum}" if maximum is not None else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         _fail(caller, name, f"an integer{bounds}", value, fix, TypeError)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -86,7 +86,7 @@ def check_number(
     """A finite real number (not a bool, not NaN or inf) >= minimum (> minimum when ``above``) and <= maximum."""
     low = "" if minimum is None else f"{'>' if above else '>='} {minimum:g}"
     high = "" if maximum is None else f"<= {maximum:g}"
-    needs = "a finite number" + (f" {low}" if low else "") + (" and " if low and high else " ") * bool(high) + high
+    needs = " ".join(["a finite number", " and ".join(bound for bound in (low, high) if bound)]).rstrip()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         _fail(caller, name, needs, value, fix, TypeError)
     if not math.isfinite(value):
