@@ -120,11 +120,14 @@ def check_latents(caller: str, components: Any, latents: Any) -> None:
     check_images(caller, "latents", latents, channels=c)
 
 
-def check_strength(num_steps: Any, strength: Any) -> None:
-    caller = "img2img_start"
-    check_int(caller, "num_steps", num_steps, 1)
+def _check_strength(caller: str, strength: Any) -> None:
     check_number(caller, "strength", strength, 0, 1, above=True,
                  fix="The fraction of the steps to run: 1 forgets the image, 0.3 keeps most of it.")  # fmt: skip
+
+
+def check_strength(num_steps: Any, strength: Any) -> None:
+    check_int("img2img_start", "num_steps", num_steps, 1)
+    _check_strength("img2img_start", strength)
 
 
 def _check_sampling(caller: str, components: Any, guidance_scale: Any, num_steps: Any, generator: Any, fast: Any,
@@ -181,8 +184,7 @@ def check_img2img(components: Any, image: Any, prompt: Any, negative_prompt: Any
         raise ValueError(f"{caller}: prompt must be one prompt per image; got {len(prompts)} prompt(s) for "
                          f"{image.shape[0]} image(s). Pass a list of {image.shape[0]} prompts.")  # fmt: skip
     negatives = check_prompts(caller, "negative_prompt", negative_prompt, len(prompts))
-    check_number(caller, "strength", strength, 0, 1, above=True,
-                 fix="The fraction of the steps to run: 1 forgets the image, 0.3 keeps most of it.")  # fmt: skip
+    _check_strength(caller, strength)
     _check_sampling(caller, components, guidance_scale, num_steps, generator, fast, progress)
     return prompts, negatives
 
