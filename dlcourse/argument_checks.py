@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,20 @@ from torch import Tensor
 
 __all__ = [
     "check_bool",
+    "check_callable",
     "check_device",
     "check_dtype",
     "check_generator",
+    "check_generator_on",
     "check_images",
     "check_instance",
     "check_int",
+    "check_keys",
     "check_number",
+    "check_on_device",
     "check_path",
     "check_strings",
+    "check_tensor",
     "describe",
 ]
 
@@ -193,3 +199,53 @@ def check_images(
                 "From [0, 1]: images * 2 - 1; from 0..255: images / 127.5 - 1."
             )
 
+
+
+# Shared by the models, sampling, data and training packages' checks (a tensor's kind and device, a mapping's keys,
+# a callable, a generator's device).
+
+
+def check_tensor(
+    caller: str, name: str, value: Any, needs: str, *, ndim: int | None = None, floating: bool = False, fix: str = ""
+) -> None:
+    """A tensor (else a TypeError), with ``ndim`` dimensions and a floating dtype when asked (else a ValueError);
+    ``needs`` says what it is, e.g. "images (B, 3, H, W) in [-1, 1]"."""
+    if not isinstance(value, Tensor):
+        _fail(caller, name, f"a tensor: {needs}", value, fix, TypeError)
+    if ndim is not None and value.ndim != ndim:
+        _fail(caller, name, f"{needs} ({ndim}-D)", value, fix, ValueError)
+    if floating and not value.is_floating_point():
+        _fail(caller, name, f"{needs}, with a floating dtype", value, fix, ValueError)
+
+
+def check_on_device(caller: str, name: str, value: Tensor, device: torch.device, owner: str) -> None:
+    """A tensor on ``device``, where ``owner`` (e.g. "the VAE's weights") is. Metadata only: no host sync."""
+    if value.device != device:
+        raise ValueError(
+            f"{caller}: {name} is on {value.device} but {owner} on {device}: move it with {name}.to({str(device)!r}) "
+            f"(or the model with .to({str(value.device)!r}))."
+        )
+
+
+def check_generator_on(caller: str, name: str, value: Any, device: torch.device | str) -> None:
+    """None or a torch.Generator of ``device``'s type (random numbers are drawn where the tensors are)."""
+    check_generator(caller, name, value)
+    kind = torch.device(device).type
+    if value is not None and torch.device(value.device).type != kind:
+        _fail(caller, name, f"None or a {kind} torch.Generator (the numbers are drawn on {device})",
+              f"a {value.device} generator", f"Use torch.Generator({kind!r}).manual_seed(seed).", ValueError)
+
+
+def check_keys(caller: str, name: str, value: Any, needed: Iterable[str], fix: str = "") -> None:
+    """A mapping with a value for each of ``needed``."""
+    needed = sorted(needed)
+    check_instance(caller, name, value, Mapping, f"a mapping with values for {needed}", fix)
+    missing = sorted(set(needed) - set(value))
+    if missing:
+        raise ValueError(f"{caller}: {name} has no value for {missing}; it needs one for each of {needed}. {fix}")
+
+
+def check_callable(caller: str, name: str, value: Any, needs: str, *, optional: bool = False) -> None:
+    """A callable (a module or a function), or None when ``optional``; ``needs`` says how it is called."""
+    if not (callable(value) or (optional and value is None)):
+        _fail(caller, name, ("None or " if optional else "") + needs, value, "", TypeError)
