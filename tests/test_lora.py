@@ -98,7 +98,7 @@ def test_bad_ranks_and_patterns_are_refused_clearly():
         LoRALinear(nn.Linear(4, 16), rank=5)
     with pytest.raises(ValueError, match="from 1 to 6"):
         LoRAConv2d(nn.Conv2d(6, 8, 3), rank=0)
-    with pytest.raises(ValueError, match="no Linear or Conv2d layer matches"):
+    with pytest.raises(ValueError, match="match no Linear or Conv2d layer"):
         inject_lora(_unet(), targets=("*.nothing",))
     model = _unet()
     inject_lora(model)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
-from dlcourse.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from dlcourse.checkpoints import load_checkpoint, save_checkpoint
+from dlcourse.finetune.checks import check_adapter, check_adapter_path, check_model, check_save_path
 from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
 
 __all__ = ["load_adapter", "save_adapter"]
@@ -20,6 +21,8 @@ __all__ = ["load_adapter", "save_adapter"]
 
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
     """Write the LoRA weights of ``model`` (unmerged values) and their settings to ``path``; returns the path."""
+    check_model("save_adapter", model)
+    path = check_save_path("save_adapter", path)
     layers = unmerged_lora_layers(model, "save_adapter")
     first = next(iter(layers.values()))
     weights = {
@@ -34,25 +37,13 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
 def load_adapter(model: nn.Module, path: str | Path) -> list[str]:
     """Put the adapter saved at ``path`` into ``model``: LoRA layers are injected where the file has them (or
     reused if the model already has the same ones) and their weights loaded. Returns the layer names."""
-    state = load_checkpoint(path)
-    if "lora" not in state or "weights" not in state:
-        raise CheckpointError(f"{path} is not a LoRA adapter written by save_adapter (no 'lora' settings in it).")
-    config, weights = state["lora"], state["weights"]
+    check_model("load_adapter", model)
+    state = load_checkpoint(check_adapter_path(path))
     existing = lora_layers(model)
+    check_adapter(model, path, state, existing)  # a merged model, or one the adapter was not trained on, is refused
+    config, weights = state["lora"], state["weights"]
     if not existing:
-        missing = [n for n in config["layers"] if n not in dict(model.named_modules())]
-        if missing:
-            raise ValueError(f"load_adapter: the model has no layers {missing[:3]}; it is not the model the adapter "
-                             f"was trained on.")  # fmt: skip
         inject_lora(model, config["rank"], config["alpha"], targets=config["layers"])
-    elif sorted(existing) != sorted(config["layers"]) or any(
-        layer.rank != config["rank"] for layer in existing.values()
-    ):
-        rank = next(iter(existing.values())).rank
-        raise ValueError(
-            f"load_adapter: the model's LoRA layers (rank {rank}) differ from the adapter's (rank {config['rank']}); "
-            f"load it into the plain model instead."
-        )
     for name, layer in lora_layers(model).items():
         for part in ("lora_down", "lora_up"):
             weight = getattr(layer, part).weight

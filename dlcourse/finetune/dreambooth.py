@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from dlcourse.finetune.checks import check_caption_inputs, check_prior_preservation
 from dlcourse.models.text import Tokenizer
 from dlcourse.training import LossTerm
 
@@ -29,10 +30,7 @@ __all__ = ["captioned", "prior_preservation"]
 def captioned(images: Tensor, prompts: str | Sequence[str], tokenizer: Tokenizer) -> dict[str, Tensor]:
     """Training data for a text model: {"x0": images (N, C, H, W), "ids": (N, L), "mask": (N, L)} on the images'
     device; one prompt for all images or one per image."""
-    n = images.shape[0]
-    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
-    if len(prompts) != n:
-        raise ValueError(f"captioned: {n} images but {len(prompts)} prompts; pass one prompt or one per image.")
+    prompts = check_caption_inputs("captioned", images, prompts, tokenizer)  # one prompt per image
     ids, mask = tokenizer.encode(prompts, images.device)
     return {"x0": images, "ids": ids, "mask": mask}
 
@@ -42,8 +40,5 @@ def prior_preservation(
 ) -> LossTerm:
     """The prior-preservation term: the base model's own images of ``class_prompt`` (generated before fine-tuning),
     trained on with that prompt at ``weight`` (lambda; 1 in the paper)."""
-    if class_images.shape[0] < 2:
-        raise ValueError("prior_preservation needs a set of class images (the paper uses 200-300 per subject).")
-    if not class_prompt.strip():
-        raise ValueError("prior_preservation needs the class prompt, e.g. 'a triangle', not the empty prompt.")
+    check_prior_preservation(class_images, class_prompt, tokenizer, weight, batch_size)
     return LossTerm(data=captioned(class_images, class_prompt, tokenizer), weight=weight, batch_size=batch_size)

@@ -28,6 +28,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dlcourse.finetune.checks import (
+    check_base_layer,
+    check_has_lora,
+    check_inject_lora,
+    check_model,
+    check_scale,
+    check_targets_matched,
+)
+
 __all__ = [
     "DEFAULT_TARGETS",
     "LoRAConv2d",
@@ -98,7 +107,7 @@ class LoRALinear(_LoRA):
     """``base(x) + (alpha / rank) * scale * up(down(x))`` around a frozen nn.Linear. x: (..., in) -> (..., out)."""
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None, dtype: torch.dtype | None = None):
-        _check_rank(rank, min(base.in_features, base.out_features), f"Linear({base.in_features}, {base.out_features})")
+        check_base_layer("LoRALinear", base, nn.Linear, rank, alpha, dtype)
         kw = {"device": base.weight.device, "dtype": dtype or base.weight.dtype, "bias": False}
         down, up = nn.Linear(base.in_features, rank, **kw), nn.Linear(rank, base.out_features, **kw)
         super().__init__(base, down, up, rank, rank if alpha is None else alpha)
@@ -109,21 +118,11 @@ class LoRAConv2d(_LoRA):
     channels, up a 1x1 conv out of them. x: (B, in, H, W) -> (B, out, H', W')."""
 
     def __init__(self, base: nn.Conv2d, rank: int, alpha: float | None = None, dtype: torch.dtype | None = None):
-        if base.groups != 1:
-            raise ValueError(f"LoRAConv2d supports groups=1 convolutions only; this one has groups={base.groups}.")
-        _check_rank(rank, min(base.in_channels, base.out_channels), f"Conv2d({base.in_channels}, {base.out_channels})")
+        check_base_layer("LoRAConv2d", base, nn.Conv2d, rank, alpha, dtype)
         kw = {"device": base.weight.device, "dtype": dtype or base.weight.dtype, "bias": False}
         down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation, **kw)
         up = nn.Conv2d(rank, base.out_channels, 1, **kw)
         super().__init__(base, down, up, rank, rank if alpha is None else alpha)
-
-
-def _check_rank(rank: int, limit: int, layer: str) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
-        raise ValueError(
-            f"LoRA rank must be an integer from 1 to {limit} for {layer} (a rank above the layer's smaller dimension "
-            f"adds parameters without adding expressiveness); got {rank!r}."
-        )
 
 
 def inject_lora(
@@ -138,15 +137,12 @@ def inject_lora(
     ``rank`` (scale 1). dtype: A and B's dtype (default: the layer's); torch.float32 trains a LoRA on an fp16 model
     under autocast, as peft does (an optimiser step on fp16 weights loses small updates). Returns the wrapped layers'
     names; raises a ValueError if nothing matches."""
-    if any(isinstance(m, _LoRA) for m in model.modules()):
-        raise ValueError("inject_lora: this model already has LoRA layers; inject once (or build a fresh model).")
+    check_inject_lora(model, rank, alpha, targets, dtype, _LoRA)
     names = [
         name for name, module in model.named_modules()
         if isinstance(module, (nn.Linear, nn.Conv2d)) and any(fnmatch.fnmatch(name, p) for p in targets)
     ]  # fmt: skip
-    if not names:
-        layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-        raise ValueError(f"inject_lora: no Linear or Conv2d layer matches {list(targets)}; its layers: {layers[:6]}...")
+    check_targets_matched(model, names, targets, rank)
     model.requires_grad_(False)
     for name in names:
         parent_name, _, child = name.rpartition(".")
@@ -159,6 +155,7 @@ def inject_lora(
 
 def lora_layers(model: nn.Module) -> dict[str, _LoRA]:
     """The LoRA layers of ``model`` by module name."""
+    check_model("lora_layers", model)
     return {name: module for name, module in model.named_modules() if isinstance(module, _LoRA)}
 
 
@@ -175,23 +172,28 @@ def unmerged_lora_layers(model: nn.Module, caller: str, inject: str = "inject_lo
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     """A and B of every LoRA layer: what to train."""
+    check_has_lora("lora_parameters", model)
     return [p for layer in lora_layers(model).values() for p in (layer.lora_down.weight, layer.lora_up.weight)]
 
 
 def merge_lora(model: nn.Module) -> None:
     """Fold each update into its layer's weight (no extra cost at inference); :func:`unmerge_lora` undoes it."""
+    check_has_lora("merge_lora", model)
     for layer in lora_layers(model).values():
         layer.merge()
 
 
 def unmerge_lora(model: nn.Module) -> None:
     """Restore the weights :func:`merge_lora` changed, bit for bit."""
+    check_has_lora("unmerge_lora", model)
     for layer in lora_layers(model).values():
         layer.unmerge()
 
 
 def set_lora_scale(model: nn.Module, scale: float) -> None:
     """Multiply every update by ``scale`` (0: the base model, 1: as trained). Refused while merged."""
+    check_has_lora("set_lora_scale", model)
+    check_scale("set_lora_scale", scale)
     layers = lora_layers(model).values()
     if any(layer.merged for layer in layers):
         raise ValueError("set_lora_scale: the LoRA layers are merged; call unmerge_lora(model) first.")

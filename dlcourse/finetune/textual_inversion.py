@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dlcourse.finetune.checks import check_concept_token, check_extended_embedding
 from dlcourse.models.text import TextEncoder, Tokenizer
 
 __all__ = ["ExtendedEmbedding", "add_concept_token"]
@@ -28,6 +29,7 @@ class ExtendedEmbedding(nn.Module):
     """
 
     def __init__(self, base: nn.Embedding, new: Tensor):
+        check_extended_embedding(base, new)
         super().__init__()
         self.base = base.requires_grad_(False)
         self.new = nn.Parameter(new.detach().clone())
@@ -50,16 +52,8 @@ def add_concept_token(
     Returns the extended tokenizer and the new embedding row (1, dim): the one parameter to train. Freezes the rest of
     the text encoder. ``init_word`` (e.g. the concept's class, "triangle") gives the search a sensible start.
     """
-    if word.lower() in tokenizer.ids:
-        raise ValueError(f"{word!r} is already a word of the vocabulary; pick a rare identifier such as 'sks'.")
-    if init_word not in tokenizer.ids:
-        raise ValueError(f"init_word {init_word!r} is not in the vocabulary; use a known word such as a class name.")
-    if isinstance(text_encoder.token_embedding, ExtendedEmbedding):
-        raise ValueError("this text encoder already has a concept token; start from the plain model for another one.")
+    check_concept_token(tokenizer, text_encoder, word, init_word)
     table = text_encoder.token_embedding
-    if table.num_embeddings != len(tokenizer):
-        raise ValueError(f"the text encoder has {table.num_embeddings} token rows but the tokenizer {len(tokenizer)} "
-                         f"words: pass the tokenizer it was trained with.")  # fmt: skip
     extended = Tokenizer(tokenizer.vocabulary[2:] + [word.lower()], tokenizer.max_length)
     text_encoder.requires_grad_(False)
     start = table.weight[tokenizer.ids[init_word]][None]  # (1, dim)

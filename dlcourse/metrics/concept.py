@@ -19,6 +19,12 @@ from dlcourse.checkpoints import load_or_train
 from dlcourse.data.datasets import SHAPES_TEST_START
 from dlcourse.data.rendering import render
 from dlcourse.data.shapes import Shapes
+from dlcourse.metrics._checks import (
+    check_concept_detector,
+    check_concept_examples,
+    check_feature_net,
+    check_scored_images,
+)
 from dlcourse.metrics.attributes import attribute_accuracy
 from dlcourse.metrics.feature_net import FeatureNet, predict_probabilities
 from dlcourse.metrics.feature_training import train_feature_net
@@ -34,6 +40,7 @@ def concept_examples(
 ) -> tuple[Tensor, Tensor]:
     """n Shapes images (their attributes, random jitter), every other one drawn hollow: images (n, 3, R, R) in
     [-1, 1] and labels (n,) long (1 = hollow). ``start`` picks another stretch of the world (held-out images)."""
+    check_concept_examples(resolution, n, seed, start)
     device = get_device(device)
     attributes = Shapes(resolution=resolution, seed=seed, device=device).batch(start, n).attributes
     generator = torch.Generator(device=device).manual_seed((seed * 2**20 + start) % 2**62)  # other images, other jitter
@@ -56,6 +63,7 @@ def load_concept_detector(
 
     Its accuracy on n_test images it never saw is kept in ``net.test_accuracy`` ({"hollow": ..., "all": ...}).
     """
+    check_concept_detector(resolution, n_train, n_test, steps, seed, directory)
     device = get_device(device)
     precision = select_precision(device)
     config = {
@@ -81,6 +89,7 @@ def load_concept_detector(
 
 def concept_rate(detector: FeatureNet, images: Tensor) -> float:
     """The fraction of ``images`` (N, 3, H, W) in [-1, 1] that the detector calls hollow."""
-    if tuple(detector.head_sizes) != ("hollow",):
-        raise ValueError("concept_rate takes the detector from load_concept_detector, not the feature classifier.")
+    check_feature_net("concept_rate", "detector", detector, ["hollow"],
+                      "Use the detector from load_concept_detector, not the feature classifier.")  # fmt: skip
+    check_scored_images("concept_rate", images)
     return predict_probabilities(detector, images)["hollow"].argmax(-1).float().mean().item()

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from dlcourse.data.captions import parse_caption
 from dlcourse.data.world import ATTRIBUTES
+from dlcourse.metrics._checks import check_feature_net, check_prompt_adherence, check_scored_images
 from dlcourse.metrics.feature_net import FeatureNet, compute_features, predict_probabilities
 
 __all__ = ["diversity", "prompt_adherence"]
@@ -33,10 +34,8 @@ def prompt_adherence(
     "all" is the fraction of images with every named attribute right. Prompts that name nothing (the empty
     prompt) are not scored; if none names anything, this is a ValueError.
     """
+    prompts = check_prompt_adherence(net, images, prompts, batch_size)  # one prompt per image
     n = images.shape[0]
-    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
-    if len(prompts) != n:
-        raise ValueError(f"prompt_adherence: {n} images but {len(prompts)} prompts; pass one prompt per image.")
     named = [parse_caption(prompt) if prompt.strip() else {} for prompt in prompts]  # "": the unconditional prompt
     if not any(named):
         raise ValueError("prompt_adherence: no prompt names an attribute (all empty?), so there is nothing to score.")
@@ -56,8 +55,8 @@ def prompt_adherence(
 
 def diversity(net: FeatureNet, images: Tensor, batch_size: int = 256) -> float:
     """Mean Euclidean distance between the features of every pair of images (N >= 2): 0 for identical images."""
-    if images.shape[0] < 2:
-        raise ValueError(f"diversity needs at least 2 images, got {images.shape[0]}.")
+    check_feature_net("diversity", "net", net, [], "Use load_feature_net('shapes', resolution).")
+    check_scored_images("diversity", images, batch_size, min_count=2)  # pairs need two
     features = compute_features(net, images, batch_size).double()
     distances = torch.pdist(features)  # the N (N - 1) / 2 pairs i < j
     return distances.mean().item()

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from dlcourse.argument_checks import check_device, check_dtype
 from dlcourse.schedules import NoiseSchedule
+from dlcourse.sd.checks import check_load, check_parts
 
 __all__ = ["DEFAULT_MODEL_ID", "SDComponents", "SDLoadError", "load_components", "require_sd_packages",
            "stable_diffusion"]
@@ -54,6 +56,9 @@ class SDComponents:
     vae: Any
     scheduler: Any
     source: str
+
+    def __post_init__(self) -> None:
+        check_parts(self.tokenizer, self.text_encoder, self.unet, self.vae, self.scheduler, self.source)
 
     @property
     def scaling_factor(self) -> float:
@@ -95,6 +100,8 @@ class SDComponents:
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> SDComponents:
         """Move the three networks to ``device`` (and ``dtype``, e.g. torch.float16 on a GPU); returns self."""
+        check_device("SDComponents.to", "device", device, optional=False)
+        check_dtype("SDComponents.to", "dtype", dtype)
         for module in (self.text_encoder, self.unet, self.vae):
             module.to(device) if dtype is None else module.to(device, dtype)
         return self
@@ -145,6 +152,8 @@ def load_components(
     require_sd_packages()
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    check_load("load_components", model_id, dtype, device, local_files_only, optional=False)
+
     kwargs = {"torch_dtype": dtype, "safety_checker": None, "feature_extractor": None,
               "requires_safety_checker": False, "local_files_only": local_files_only}
     try:
@@ -176,6 +185,7 @@ def stable_diffusion(
     :func:`~dlcourse.sd.tiny.tiny_components`, after printing why (smoke mode passes model_id=None)."""
     from dlcourse.sd.tiny import tiny_components
 
+    check_load("stable_diffusion", model_id, dtype, device, local_files_only, optional=True)
     if model_id is not None:
         try:
             return load_components(model_id, dtype=dtype, device=device, local_files_only=local_files_only)

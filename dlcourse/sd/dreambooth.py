@@ -18,6 +18,7 @@ from torch import Tensor
 
 from dlcourse.finetune.lora import lora_parameters
 from dlcourse.runtime import Precision
+from dlcourse.sd.checks import check_dreambooth, check_image_files, check_image_folder
 from dlcourse.sd.components import SDComponents
 from dlcourse.sd.lora import inject_sd_lora
 from dlcourse.sd.pipeline import SDUNet, encode_images, encode_prompt
@@ -30,16 +31,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 def load_image_folder(folder: str | Path, size: int) -> Tensor:
     """Every image in ``folder`` as (N, 3, size, size) in [-1, 1]: the shorter side resized to ``size``, then the
-    centre cropped (what DreamBooth scripts do)."""
+    centre cropped (what DreamBooth scripts do). Files of other suffixes are skipped with a warning naming them;
+    a file named as an image that is not one is an error naming it."""
     from PIL import Image
     from torchvision.transforms import v2
 
-    folder, kinds = Path(folder), ", ".join(IMAGE_SUFFIXES)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"No folder {folder}: make it and put 3-20 photos of your subject in it ({kinds}).")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{folder} holds no images ({kinds}): add 3-20 photos of your subject.")
+    files = check_image_folder(folder, size, IMAGE_SUFFIXES)  # the image files, sorted
+    check_image_files(files)
     to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size),
                             v2.ToDtype(torch.float32, scale=True)])
     return torch.stack([to_tensor(Image.open(f).convert("RGB")) for f in files]) * 2 - 1
@@ -73,8 +71,8 @@ def dreambooth_lora(
     config: steps, batch size, lr, seed...; its prediction_type is replaced by the model's. The U-Net keeps the
     trained LoRA (raw weights; its EMA is in the result). Save it with :func:`~dlcourse.sd.lora.save_sd_lora`.
     """
-    if (class_images is None) != (class_prompt is None):
-        raise ValueError("prior preservation needs both class_images and class_prompt (or neither).")
+    check_dreambooth(components, instance_images, instance_prompt, config, class_images, class_prompt, prior_weight,
+                     rank, gradient_checkpointing, precision, progress)  # fmt: skip
     generator = torch.Generator(instance_images.device).manual_seed(config.seed)  # the VAE posterior samples
     data = _latents_and_prompts(components, instance_images, instance_prompt, generator)
     terms = []

@@ -17,7 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dlcourse.argument_checks import check_path
+from dlcourse.finetune.checks import check_model
 from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
+from dlcourse.sd.checks import check_sd_lora, check_sd_lora_file
 
 __all__ = ["SD_TARGETS", "inject_sd_lora", "load_sd_lora", "save_sd_lora"]
 
@@ -28,6 +31,7 @@ SD_TARGETS = ("*.attn1.to_q", "*.attn1.to_k", "*.attn1.to_v", "*.attn1.to_out.0"
 def inject_sd_lora(unet: nn.Module, rank: int = 4, alpha: float | None = None) -> list[str]:
     """Wrap the attention projections of SD's U-Net in LoRA layers of ``rank``, A and B in float32 (trainable under
     fp16 autocast), everything else frozen. Returns the wrapped layers' names."""
+    check_sd_lora("inject_sd_lora", unet, rank, alpha)
     return inject_lora(unet, rank, alpha, targets=SD_TARGETS, dtype=torch.float32)
 
 
@@ -35,13 +39,14 @@ def save_sd_lora(unet: nn.Module, path: str | Path) -> Path:
     """Write the U-Net's LoRA as a diffusers-loadable safetensors file (atomically); returns the path."""
     from safetensors.torch import save_file
 
+    check_model("save_sd_lora", unet, "unet")
+    path = check_path("save_sd_lora", "path", path)
     layers = unmerged_lora_layers(unet, "save_sd_lora", inject="inject_sd_lora(unet)")
     tensors = {}
     for name, layer in layers.items():
         tensors[f"unet.{name}.lora_A.weight"] = layer.lora_down.weight.detach().float().cpu().contiguous()
         b = layer.lora_up.weight.detach().float().cpu() * (layer.alpha / layer.rank)  # alpha / r folded into B
         tensors[f"unet.{name}.lora_B.weight"] = b.contiguous()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata={"format": "pt", "written_by": "dlcourse.sd.save_sd_lora"})
@@ -54,20 +59,12 @@ def load_sd_lora(unet: nn.Module, path: str | Path) -> list[str]:
     into a U-Net without LoRA layers. Returns the wrapped layers' names."""
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_sd_lora: no file at {path}; save one with save_sd_lora(unet, path).")
+    check_model("load_sd_lora", unet, "unet")
+    path = check_path("load_sd_lora", "path", path, exists=True, fix="Save one with save_sd_lora(unet, path).")
     tensors = load_file(str(path))
     names = sorted({key.removeprefix("unet.").rsplit(".lora_", 1)[0] for key in tensors if key.startswith("unet.")})
-    if not names or any(f"unet.{n}.lora_A.weight" not in tensors or f"unet.{n}.lora_B.weight" not in tensors
-                        for n in names):
-        raise ValueError(f"load_sd_lora: {path} is not a U-Net LoRA file (keys unet.<layer>.lora_A/lora_B.weight).")
-    ranks = {tensors[f"unet.{n}.lora_A.weight"].shape[0] for n in names}
-    if len(ranks) != 1:
-        raise ValueError(f"load_sd_lora: the file mixes ranks {sorted(ranks)}; dlcourse LoRA uses one rank.")
-    wrapped = inject_lora(unet, ranks.pop(), targets=names, dtype=torch.float32)
-    if sorted(wrapped) != names:
-        raise ValueError(f"load_sd_lora: the U-Net lacks layers the file has: {sorted(set(names) - set(wrapped))[:4]}.")
+    rank = check_sd_lora_file(unet, path, tensors, names)  # one rank, layers the U-Net has, A and B that fit
+    inject_lora(unet, rank, targets=names, dtype=torch.float32)
     layers = lora_layers(unet)
     with torch.no_grad():
         for name in names:  # alpha = rank here, so B is the file's (alpha / r) B as it is

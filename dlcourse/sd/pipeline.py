@@ -18,8 +18,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dlcourse.argument_checks import check_generator
+from dlcourse.finetune.checks import check_model
 from dlcourse.runtime import Precision
 from dlcourse.sampling import ddim_sample, guided_denoiser, timesteps
+from dlcourse.sd.checks import (
+    check_components,
+    check_img2img,
+    check_latents,
+    check_prompts,
+    check_sd_images,
+    check_sd_unet_inputs,
+    check_strength,
+    check_text_to_image,
+)
 from dlcourse.sd.components import SDComponents
 
 __all__ = ["SDUNet", "decode_latents", "encode_images", "encode_prompt", "img2img", "img2img_start", "text_to_image"]
@@ -30,30 +42,26 @@ class SDUNet(nn.Module):
     ``model(x_t (B, 4, h, w), t (B,), context=(B, 77, D)) -> eps (B, 4, h, w)``."""
 
     def __init__(self, unet: nn.Module):
+        check_model("SDUNet", unet, "unet")
         super().__init__()
         self.unet = unet
 
     def forward(self, x_t: Tensor, t: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
+        check_sd_unet_inputs(self.unet, x_t, context)  # shapes only: no host sync in the sampling loop
         # SD 1.x attends to all 77 positions, padding included (it was trained that way): no mask by default.
         out = self.unet(x_t, t, encoder_hidden_states=context, encoder_attention_mask=context_mask, return_dict=False)
         return out[0]
-
-
-def _prompts(prompt: str | Sequence[str]) -> list[str]:
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise ValueError(f"prompt must be a string or a non-empty list of strings; got {prompt!r}.")
-    return prompts
 
 
 @torch.no_grad()
 def encode_prompt(components: SDComponents, prompt: str | Sequence[str]) -> Tensor:
     """Prompts -> CLIP's last hidden states (B, 77, D): tokenised to the tokenizer's 77 positions (start token,
     words, end token, then padding; longer prompts are cut), every position kept, as SD was trained."""
+    check_components("encode_prompt", components)
     tokenizer, text_encoder = components.tokenizer, components.text_encoder
     tokens = tokenizer(
-        _prompts(prompt), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-        return_tensors="pt",
+        check_prompts("encode_prompt", "prompt", prompt), padding="max_length", max_length=tokenizer.model_max_length,
+        truncation=True, return_tensors="pt",
     )
     use_mask = text_encoder.config.to_dict().get("use_attention_mask")  # False for SD's CLIP
     mask = tokens.attention_mask.to(text_encoder.device) if use_mask else None
@@ -63,6 +71,8 @@ def encode_prompt(components: SDComponents, prompt: str | Sequence[str]) -> Tens
 @torch.no_grad()
 def decode_latents(components: SDComponents, latents: Tensor) -> Tensor:
     """Latents (B, 4, h, w) -> images (B, 3, 8h, 8w) in [-1, 1]: undo the scaling factor, then the VAE's decoder."""
+    check_components("decode_latents", components)
+    check_latents("decode_latents", components, latents)
     vae = components.vae
     images = vae.decode(latents.to(vae.dtype) / components.scaling_factor, return_dict=False)[0]
     return images.float().clamp(-1, 1)
@@ -73,11 +83,9 @@ def encode_images(components: SDComponents, images: Tensor, generator: torch.Gen
     """Images (B, 3, H, W) in [-1, 1] -> latents (B, 4, H/8, W/8): a sample of the VAE's posterior
     z = mean + std * eps (the reparameterisation of notebook 05), times the scaling factor.
     eps is drawn from ``generator`` on its own device, as diffusers does."""
-    if images.ndim != 4 or images.shape[1] != 3 or images.min() < -1.001 or images.max() > 1.001:
-        raise ValueError(
-            f"encode_images takes images (B, 3, H, W) in [-1, 1]; got shape {tuple(images.shape)}, range "
-            f"[{images.min().item():.3g}, {images.max().item():.3g}]. From [0, 1]: images * 2 - 1."
-        )
+    check_components("encode_images", components)
+    check_sd_images("encode_images", "images", images, components)  # (B, 3, H, W) in [-1, 1], H and W multiples of 8
+    check_generator("encode_images", "generator", generator)
     vae = components.vae
     posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
     eps = _randn(posterior.mean.shape, generator, posterior.mean)
@@ -96,11 +104,8 @@ def _precision(components: SDComponents) -> Precision | None:
     return None if dtype == torch.float32 else Precision(components.device.type, dtype, False, "the U-Net's dtype")
 
 
-def _guided(components: SDComponents, prompts: list[str], negative_prompt: str | Sequence[str], scale: float):
+def _guided(components: SDComponents, prompts: list[str], negatives: list[str], scale: float):
     """The guided denoiser: uncond/negative and prompt embeddings, one forward of 2B per step."""
-    negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-    if len(negatives) != len(prompts):
-        raise ValueError(f"{len(prompts)} prompts but {len(negatives)} negative prompts; pass one or one per prompt.")
     context, uncond = encode_prompt(components, prompts), encode_prompt(components, negatives)
     return guided_denoiser(SDUNet(components.unet), context, uncond, scale)
 
@@ -128,21 +133,16 @@ def text_to_image(
     sample_size x 8, 512 for SD 1.5; or the size ``latents`` implies). latents: the starting noise x_T
     (B, 4, H/8, W/8); default drawn from ``generator``. fast: replay a CUDA graph of the guided U-Net call (on a GPU).
     """
-    if output not in ("image", "latent"):
-        raise ValueError(f"output must be 'image' or 'latent'; got {output!r}.")
-    prompts = _prompts(prompt)
+    prompts, negatives = check_text_to_image(components, prompt, negative_prompt, guidance_scale, num_steps, height,
+                                             width, eta, latents, generator, fast, progress, output)  # fmt: skip
     f = components.vae_scale_factor
     default = latents.shape[-2:] if latents is not None else (components.unet.config.sample_size,) * 2
     height, width = height or default[0] * f, width or default[1] * f
-    if height % f or width % f:
-        raise ValueError(f"height and width must be multiples of {f} (the VAE's downsampling); got {height}x{width}.")
     shape = (len(prompts), components.unet.config.in_channels, height // f, width // f)
     if latents is None:
         latents = _randn(shape, generator, torch.empty(0, device=components.device))
-    elif tuple(latents.shape) != shape:
-        raise ValueError(f"latents must have shape {shape} for {len(prompts)} prompt(s) at {height}x{width}.")
     z0 = ddim_sample(
-        _guided(components, prompts, negative_prompt, guidance_scale), components.schedule(), latents,
+        _guided(components, prompts, negatives, guidance_scale), components.schedule(), latents,
         num_steps=num_steps, eta=eta, generator=generator, precision=_precision(components), fast=fast,
         progress=progress, **components.sampler_settings(),
     )
@@ -152,8 +152,7 @@ def text_to_image(
 def img2img_start(num_steps: int, strength: float) -> int:
     """How many of the num_steps timesteps img2img skips: strength 1 skips none (pure noise, the image forgotten),
     strength 0.3 keeps the last 30% of the steps (the image mostly kept). As diffusers counts it."""
-    if not 0 < strength <= 1:
-        raise ValueError(f"strength is in (0, 1]: the fraction of the steps to run; got {strength}.")
+    check_strength(num_steps, strength)
     kept = min(int(num_steps * strength), num_steps)
     if kept == 0:
         raise ValueError(f"strength={strength} with {num_steps} steps runs int({num_steps} * {strength}) = 0 steps; "
@@ -179,9 +178,8 @@ def img2img(
     The image is encoded, noised by q(x_t | x_0) to the timestep ``img2img_start`` picks from strength, and the
     guided DDIM loop runs the remaining steps from there. One generator draws the VAE sample, then the noise.
     """
-    prompts = _prompts(prompt)
-    if image.shape[0] != len(prompts):
-        raise ValueError(f"{image.shape[0]} image(s) but {len(prompts)} prompt(s); pass one prompt per image.")
+    prompts, negatives = check_img2img(components, image, prompt, negative_prompt, strength, guidance_scale,
+                                       num_steps, generator, fast, progress)  # fmt: skip
     settings = components.sampler_settings()
     start = img2img_start(num_steps, strength)
     schedule = components.schedule().to(components.device)
@@ -191,7 +189,7 @@ def img2img(
     eps = _randn(z0.shape, generator, z0)
     x_t = schedule.q_sample(z0, t_start, eps, check=False)  # Ho et al. 2020, Eq. (4): the latents, noised to t_start
     z = ddim_sample(
-        _guided(components, prompts, negative_prompt, guidance_scale), schedule, x_t, num_steps=num_steps,
+        _guided(components, prompts, negatives, guidance_scale), schedule, x_t, num_steps=num_steps,
         start_step=start, generator=generator, precision=_precision(components), fast=fast, progress=progress,
         **settings,
     )

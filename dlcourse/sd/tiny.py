@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from dlcourse.argument_checks import check_int, check_path
+from dlcourse.sd.checks import check_tiny
 from dlcourse.sd.components import SDComponents, require_sd_packages
 
 __all__ = ["WORDS", "tiny_components", "tiny_tokenizer"]
@@ -39,6 +41,10 @@ def tiny_tokenizer(directory: str | Path | None = None, max_length: int = 77):
     """A CLIPTokenizer over a small vocabulary written to ``directory`` (a temporary folder by default)."""
     require_sd_packages()
     from transformers import CLIPTokenizer
+
+    if directory is not None:
+        check_path("tiny_tokenizer", "directory", directory)
+    check_int("tiny_tokenizer", "max_length", max_length, 2, fix="Positions per prompt, start and end tokens included.")
 
     chars = _byte_characters()
     vocab: dict[str, int] = {}
@@ -67,6 +73,8 @@ def tiny_components(seed: int = 0, image_size: int = 64) -> SDComponents:
     latents, 4 channels: the same 48x compression as SD's 512 px -> 4x64x64)."""
     require_sd_packages()
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    check_tiny(seed, image_size)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = tiny_tokenizer()
