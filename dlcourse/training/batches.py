@@ -18,11 +18,13 @@ dropout: one network, two predictions"; the frozen encoder has no notebook yet (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from dlcourse.checks import check_callable, check_generator, check_instance, check_keys, check_number
 
 __all__ = ["Examples", "Source", "draw_batch", "drop_conditions"]
 
@@ -63,6 +65,9 @@ def draw_batch(
     encode: a frozen encoder applied to x0 under no_grad (None: train on x0 as it is).
     p_uncond, null_condition: condition dropout, see :func:`drop_conditions`.
     """
+    check_instance("source", source, Source)
+    check_callable("encode", encode, "a module or function mapping x0 to latents", optional=True)
+    check_number("p_uncond", p_uncond, at_least=0, at_most=1, hint="0 keeps every condition.")
     examples, generator = source.examples, source.generator
     # Algorithm 1, line 2: x0 ~ q(x0), random examples (with replacement), drawn on the device
     index = torch.randint(len(examples.x0), (source.batch_size,), device=examples.x0.device, generator=generator)
@@ -85,9 +90,13 @@ def drop_conditions(
     Ho & Salimans 2022, Algorithm 1, line 3: c <- null with probability p_uncond, so one network learns both
     the conditional and the unconditional model that classifier-free guidance combines.
     """
+    check_number("p_uncond", p_uncond, at_least=0, at_most=1, hint="Ho & Salimans drop 10-20% (0.1 to 0.2).")
+    check_instance("conditions", conditions, Mapping, hint="Pass {name: (B, ...) tensor}.")
+    check_keys("null_condition", null_condition, conditions, hint="Give one example's null value per condition.")
     if not conditions:
         return conditions
     first = next(iter(conditions.values()))
+    check_generator("generator", generator, first.device)
     drop = torch.rand(first.shape[0], device=first.device, generator=generator) < p_uncond  # (B,)
     return {
         name: torch.where(drop.view(-1, *[1] * (value.ndim - 1)), null_condition[name], value)
