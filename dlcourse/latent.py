@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dlcourse.checks import check_tensor
+from dlcourse.argument_checks import check_tensor
 from dlcourse.models.checks import check_encode_dataset, check_latent_space, check_latent_std, check_latents_for_scaling
 from dlcourse.models.vae import VAE
 
@@ -70,7 +70,8 @@ class LatentSpace:
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        check_tensor("latents", latents, f"scaled latents (B, {', '.join(map(str, self.latent_shape))})")
+        channels = self.vae.config.latent_channels
+        check_tensor("LatentSpace.decode", "latents", latents, f"scaled latents (B, {channels}, h, w)")
         return self.vae.decode(latents / self.scaling_factor).clamp(-1.0, 1.0)
 
 

@@ -22,7 +22,7 @@ def attributes(**changes):
         (attributes(colour=torch.zeros(2)), ValueError, r"attributes\['colour'\] must be an \(N,\) LongTensor"),
         (attributes(colour=torch.zeros(3, dtype=torch.long)), ValueError, r"attributes\['colour'\] must be .* N like"),
         ({"shape": torch.zeros(2, dtype=torch.long)}, ValueError, r"attributes lack \['colour', 'size', 'position'\]"),
-        ([0, 1], TypeError, r"captions_from_attributes: attributes must be a Mapping"),
+        ([0, 1], TypeError, r"captions_from_attributes: attributes must be a mapping"),
     ],
 )
 def test_captions_from_attributes_refuses_bad_indices(attrs, error, match):
@@ -42,7 +42,7 @@ def test_named_must_be_bool_per_image_for_each_optional_attribute():
 @pytest.mark.parametrize(
     ("p_name", "generator", "error", "match"),
     [
-        (0.0, None, ValueError, r"p_name must be a finite number > 0 and <= 1, got 0.0"),
+        (0.0, None, ValueError, r"p_name must be a finite number > 0 and <= 1[,;] got 0.0"),
         (float("nan"), None, ValueError, r"p_name must be .* got nan"),
         (1.5, None, ValueError, r"p_name must be .* got 1.5"),
         ("0.5", None, TypeError, r"p_name must be a finite number"),
@@ -73,10 +73,10 @@ def test_parse_caption_refuses_non_strings_and_unknown_words(caption, error, mat
     ("captions", "device", "error", "match"),
     [
         ("a small red circle at the top left", None, TypeError, r"takes a list of captions.*wrap a single caption"),
-        (5, None, TypeError, r"takes a list of captions, got 5"),
+        (5, None, TypeError, r"takes a list of captions[,;] got 5"),
         (["a small red circle at the top left", None], None, TypeError, r"caption must be a string .* got None"),
         (["a red circle"], None, ValueError, r"does not say its size, position"),
-        (["a small red circle at the top left"], "gpu", ValueError, r"device must be None, .* got 'gpu'"),
+        (["a small red circle at the top left"], "gpu", ValueError, r"device must be a .* got the string 'gpu'"),
     ],
 )
 def test_attributes_from_captions_checks_captions_and_device(captions, device, error, match):

@@ -26,12 +26,12 @@ def contexts():
 @pytest.mark.parametrize(
     ("scale", "error", "match"),
     [
-        (float("nan"), ValueError, r"guidance_scale must be a finite number >= 0, got nan"),
-        (float("inf"), ValueError, r"guidance_scale must be a finite number >= 0, got inf"),
-        (-1.0, ValueError, r"guidance_scale must be a finite number >= 0, got -1.0\..*negative prompt"),
-        ("7.5", TypeError, r"guidance_scale must be a finite number >= 0, got '7.5'"),
-        (None, TypeError, r"guidance_scale must be a finite number >= 0, got None"),
-        (torch.tensor(7.5), TypeError, r"guidance_scale .*use float\(x\) for a 0-d tensor"),
+        (float("nan"), ValueError, r"guidance_scale must be a finite number >= 0[,;] got nan"),
+        (float("inf"), ValueError, r"guidance_scale must be a finite number >= 0[,;] got inf"),
+        (-1.0, ValueError, r"guidance_scale must be a finite number >= 0[,;] got -1.0\..*negative prompt"),
+        ("7.5", TypeError, r"guidance_scale must be a finite number >= 0[,;] got the string '7.5'"),
+        (None, TypeError, r"guidance_scale must be a finite number >= 0[,;] got None"),
+        (torch.tensor(7.5), TypeError, r"guidance_scale .*got a torch.float32 tensor of shape \(\)"),
     ],
 )
 def test_the_guidance_scale_must_be_finite_and_not_negative(scale, error, match):
@@ -50,9 +50,9 @@ def test_scale_zero_is_the_unconditional_model_and_is_allowed():
 @pytest.mark.parametrize(
     ("w", "error", "match"),
     [
-        (float("nan"), ValueError, r"w must be a finite number >= -1, got nan"),
-        (-2.0, ValueError, r"w must be a finite number >= -1, got -2.0"),
-        ("2", TypeError, r"w must be a finite number >= -1, got '2'"),
+        (float("nan"), ValueError, r"w must be a finite number >= -1[,;] got nan"),
+        (-2.0, ValueError, r"w must be a finite number >= -1[,;] got -2.0"),
+        ("2", TypeError, r"w must be a finite number >= -1[,;] got the string '2'"),
     ],
 )
 def test_the_guidance_weight_w_gives_a_scale_of_at_least_zero(w, error, match):
@@ -74,14 +74,14 @@ def _replace(name, value):
         ("unet", "unet", TypeError, r"unet must be called as unet\(x, t, context=\.\.\., context_mask=\.\.\.\)"),
         ("context", torch.randn(B, D), ValueError, r"context must be .* embeddings \(B, L, D\) \(3-D\)"),
         ("context", torch.ones(B, L, D, dtype=torch.long), ValueError, r"context must be .*floating dtype"),
-        ("context", [[0.0]], TypeError, r"context must be a torch.Tensor"),
+        ("context", [[0.0]], TypeError, r"context must be a tensor"),
         ("uncond_context", torch.randn(1, L + 1, D), ValueError, r"must have the same L and D"),
         ("uncond_context", torch.randn(2, L, D), ValueError, r"uncond_context \(1 or B, L, D\)"),
         ("uncond_context", torch.randn(1, L, D, dtype=torch.float64), ValueError, r"uncond_context must have"),
         ("context_mask", torch.ones(B, L), ValueError, r"context_mask must be a bool tensor of shape \(3, 5\)"),
         ("uncond_mask", torch.ones(1, L + 1, dtype=torch.bool), ValueError, r"uncond_mask must be .* \(1, 5\)"),
         ("uncond_mask", None, ValueError, r"got context_mask but uncond_mask=None"),
-        ("context_mask", "mask", TypeError, r"context_mask must be a torch.Tensor"),
+        ("context_mask", "mask", TypeError, r"context_mask must be a tensor"),
     ],
 )
 def test_contexts_and_masks_are_checked_against_each_other(name, value, error, match):

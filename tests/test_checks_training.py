@@ -61,7 +61,7 @@ def test_a_conditional_run_with_a_subset_and_an_extra_term_passes_the_checks(dat
          r"data\['context'\] contains NaN or inf values"),
         (lambda d, m: {"data": {**d, "context": [0.0] * N}}, ValueError, r"data\['context'\] must be a tensor"),
         (lambda d, m: {"trainable": m.conv_out.weight}, TypeError,
-         r"trainable must be a list of parameters, got a single Parameter of shape \(3, 8, 3, 3\).*\[parameter\]"),
+         r"trainable must be a list of parameters[,;] got a single Parameter of shape \(3, 8, 3, 3\).*\[parameter\]"),
         (lambda d, m: {"trainable": 3}, TypeError, r"trainable must be a list of the model's nn.Parameter objects"),
         (lambda d, m: {"trainable": "conv_out"}, TypeError, r"trainable must be a list of the model's nn.Parameter"),
         (lambda d, m: {"trainable": [m.conv_out.weight.detach()]}, TypeError, r"trainable must hold nn.Parameter"),
@@ -90,20 +90,20 @@ def test_drop_conditions_checks_p_uncond_the_null_condition_and_the_generator(da
             drop_conditions(conditions, null, p_uncond, g)
     with pytest.raises(ValueError, match=r"null_condition has no value for \['context_mask'\]"):
         drop_conditions(conditions, {"context": null["context"]}, 0.5, g)
-    with pytest.raises(TypeError, match=r"null_condition must be a Mapping"):
+    with pytest.raises(TypeError, match=r"null_condition must be a mapping"):
         drop_conditions(conditions, None, 0.5, g)
-    with pytest.raises(TypeError, match=r"generator must be None or a torch.Generator, got 0"):
+    with pytest.raises(TypeError, match=r"generator must be None or a torch.Generator[,;] got 0"):
         drop_conditions(conditions, null, 0.5, 0)
 
 
 def test_draw_batch_checks_its_source_encoder_and_p_uncond(data):
     source = Source(Examples(data["x0"], {}), 4, 1.0, torch.Generator().manual_seed(0))
     assert draw_batch(source)[0].shape == (4, 3, 16, 16)
-    with pytest.raises(TypeError, match=r"source must be a Source, got"):
+    with pytest.raises(TypeError, match=r"draw_batch: source must be a Source .*; got a torch.float32 tensor"):
         draw_batch(data["x0"])
-    with pytest.raises(TypeError, match=r"encode must be None or a module or function mapping x0 to latents, got 3"):
+    with pytest.raises(TypeError, match=r"encode must be None or a module or function mapping x0 to latents[,;] got 3"):
         draw_batch(source, encode=3)
-    with pytest.raises(ValueError, match=r"p_uncond must be a finite number >= 0 and <= 1, got nan"):
+    with pytest.raises(ValueError, match=r"p_uncond must be a finite number >= 0 and <= 1[,;] got nan"):
         draw_batch(source, p_uncond=float("nan"))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dlcourse.checks import check_device, check_instance, check_number, got
+from dlcourse.argument_checks import check_device, check_instance, check_number, describe
 from dlcourse.data.world import ATTRIBUTES
 
 
@@ -65,10 +65,10 @@ def checked_attributes(
     check_values: also check that every index is in range (one host synchronisation).
     """
     check_instance(
-        f"{caller}: attributes", attributes, Mapping,
-        hint=f"Pass {{name: (N,) LongTensor}} for every name of {list(ATTRIBUTES)}, e.g. Shapes(...).batch(0, n).attributes.",
+        caller, "attributes", attributes, Mapping, f"a mapping {{name: (N,) LongTensor}} for {list(ATTRIBUTES)}",
+        "E.g. Shapes(...).batch(0, n).attributes, or attributes_from_captions(captions).",
     )
-    check_device(f"{caller}: device", device)
+    check_device(caller, "device", device)
     missing = [name for name in ATTRIBUTES if name not in attributes]
     if missing:
         raise ValueError(f"{caller}: attributes lack {missing}; give all of {list(ATTRIBUTES)} as (N,) tensors")
@@ -104,20 +104,20 @@ def check_named(named: Any, n: int, optional: tuple[str, ...]) -> None:
     """captions_from_attributes' named: None or {name: (N,) bool} for each optional attribute."""
     if named is None:
         return
-    check_instance("captions_from_attributes: named", named, Mapping, hint=f"Pass {{name: (N,) bool}} for {optional}.")
+    check_instance("captions_from_attributes", "named", named, Mapping, f"None or {{name: (N,) bool}} for {optional}")
     for name in optional:
         value = named.get(name)
         if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or value.shape != (n,):
             raise ValueError(
                 f"captions_from_attributes: named[{name!r}] must be a ({n},) bool tensor (True: the caption names "
-                f"the {name}), one entry per image; got {got(value)}. named needs every one of {list(optional)}."
+                f"the {name}), one entry per image; got {describe(value)}. named needs every one of {list(optional)}."
             )
 
 
 def check_p_name(p_name: Any) -> None:
     check_number(
-        "p_name", p_name, above=0, at_most=1,
-        hint="It is the chance a caption names each of size, colour and position (1: every caption is complete).",
+        "partial_captions", "p_name", p_name, 0, 1, above=True,
+        fix="It is the chance a caption names each of size, colour and position (1: every caption is complete).",
     )
 
 
@@ -128,14 +128,14 @@ def check_cpu_generator(caller: str, generator: Any) -> None:
     ):
         raise ValueError(
             f"{caller}: generator must be None or a CPU torch.Generator (the coins are drawn on the CPU), got "
-            f"{got(generator)}. Use torch.Generator().manual_seed(seed)."
+            f"{describe(generator)}. Use torch.Generator().manual_seed(seed)."
         )
 
 
 def check_caption(caption: Any) -> None:
     if not isinstance(caption, str):
         raise TypeError(
-            f"parse_caption: caption must be a string like 'a small red circle at the top left', got {got(caption)} "
+            f"parse_caption: caption must be a string like 'a small red circle at the top left', got {describe(caption)} "
             f"({type(caption).__name__})."
         )
 
@@ -167,17 +167,17 @@ def check_caption_found(caption: str, found: Mapping[str, str], complete: bool) 
 
 def check_captions(captions: Any, device: Any) -> None:
     """attributes_from_captions' captions (a list or tuple of strings; each is checked when parsed) and device."""
-    check_device("attributes_from_captions: device", device)
+    check_device("attributes_from_captions", "device", device)
     if isinstance(captions, str) or not isinstance(captions, Sequence):
         raise TypeError(
-            f"attributes_from_captions takes a list of captions, got {got(captions)}; wrap a single caption in a list."
+            f"attributes_from_captions takes a list of captions, got {describe(captions)}; wrap a single caption in a list."
         )
 
 
 def check_jitter(jitter: Any, n: int, check_values: bool) -> None:
     """render's jitter: a float (N, 4) tensor in [-1, 1] (values checked, one host synchronisation, if asked)."""
     if not isinstance(jitter, torch.Tensor) or jitter.shape != (n, 4) or not jitter.is_floating_point():
-        raise ValueError(f"render: jitter must be a float ({n}, 4) tensor, values in [-1, 1]; got {got(jitter)}.")
+        raise ValueError(f"render: jitter must be a float ({n}, 4) tensor, values in [-1, 1]; got {describe(jitter)}.")
     if check_values and n and not bool((jitter.abs() <= 1).all()):  # NaN fails too
         raise ValueError(
             "render: jitter must be in [-1, 1] (fractions of the largest offset, size change and rotation), but some "
@@ -189,4 +189,4 @@ def check_hollow(hollow: Any, n: int) -> None:
     if isinstance(hollow, bool):
         return
     if not isinstance(hollow, torch.Tensor) or hollow.dtype != torch.bool or hollow.shape != (n,):
-        raise ValueError(f"render: hollow must be True, False or an ({n},) bool tensor; got {got(hollow)}.")
+        raise ValueError(f"render: hollow must be True, False or an ({n},) bool tensor; got {describe(hollow)}.")

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import torch
 
-from dlcourse.checks import check_bool
+from dlcourse.argument_checks import check_bool
 from dlcourse.data.checks import check_hollow, check_jitter, check_resolution, checked_attributes
 from dlcourse.data.transforms import to_model_range
 from dlcourse.data.world import COLOURS, SIZES
@@ -188,7 +188,7 @@ def render(
     Returns (N, 3, resolution, resolution) float32 in [-1, 1].
     """
     check_resolution(resolution)
-    check_bool("render: check", check)
+    check_bool("render", "check", check)
     attributes = checked_attributes(attributes, device, check_values=check)
     n, device = attributes["shape"].shape[0], attributes["shape"].device
     if jitter is None:

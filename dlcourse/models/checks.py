@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from dlcourse.checks import (
+from dlcourse.argument_checks import (
     check_instance,
     check_int,
     check_number,
     check_on_device,
     check_tensor,
-    got,
+    describe,
 )
 from dlcourse.schedules.checks import RANGE_TOLERANCE
 
@@ -162,7 +162,7 @@ def check_channel_mults(channel_mults: Any) -> None:
 def check_vae_images(x: Tensor, cfg: VAEConfig, device: torch.device, check_range: bool) -> None:
     """VAE.encode takes float images (B, in_channels, resolution, resolution) in [-1, 1] on the VAE's device;
     latents given instead are named as such. check_range: also check the values (one host synchronisation)."""
-    check_tensor("x", x, f"images (B, {cfg.in_channels}, H, W) in [-1, 1]")
+    check_tensor("VAE.encode", "x", x, f"images (B, {cfg.in_channels}, H, W) in [-1, 1]")
     expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
     if not (x.ndim == 4 and tuple(x.shape[1:]) == expected):
         hint = ""
@@ -179,7 +179,7 @@ def check_vae_images(x: Tensor, cfg: VAEConfig, device: torch.device, check_rang
             f"VAE.encode: x has dtype {x.dtype}, but the VAE takes float images in [-1, 1]. For uint8 pixels in "
             "[0, 255] pass dlcourse.data.to_model_range(x.float() / 255)."
         )
-    check_on_device("x", x, device, "the VAE's weights are")
+    check_on_device("VAE.encode", "x", x, device, "the VAE's weights are")
     if check_range and x.numel():
         lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()  # one host synchronisation
         if not (lo >= -1 - RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # written so NaN fails too
@@ -193,7 +193,7 @@ def check_vae_images(x: Tensor, cfg: VAEConfig, device: torch.device, check_rang
 def check_vae_latents(z: Tensor, cfg: VAEConfig, device: torch.device) -> None:
     """VAE.decode takes float latents (B, c, h, w) of cfg.latent_shape on the VAE's device; images given instead
     are named as such. Metadata only: no host synchronisation (latents have no fixed range to check)."""
-    check_tensor("z", z, f"latents (B, {', '.join(map(str, cfg.latent_shape))})")
+    check_tensor("VAE.decode", "z", z, f"latents (B, {', '.join(map(str, cfg.latent_shape))})")
     expected = cfg.latent_shape
     if not (z.ndim == 4 and tuple(z.shape[1:]) == expected):
         hint = ""
@@ -210,23 +210,23 @@ def check_vae_latents(z: Tensor, cfg: VAEConfig, device: torch.device) -> None:
         )
     if not z.is_floating_point():
         raise ValueError(f"VAE.decode: z must be float latents, got dtype {z.dtype}.")
-    check_on_device("z", z, device, "the VAE's weights are")
+    check_on_device("VAE.decode", "z", z, device, "the VAE's weights are")
 
 
 def check_diagonal_gaussian(mean: Any, logvar: Any) -> None:
     """DiagonalGaussian(mean, logvar): two float tensors of one shape (B, c, h, w)."""
-    check_tensor("mean", mean, "the posterior mean (B, c, h, w)", floating=True)
-    check_tensor("logvar", logvar, "the posterior log-variance (B, c, h, w)", floating=True)
+    check_tensor("DiagonalGaussian", "mean", mean, "the posterior mean (B, c, h, w)", floating=True)
+    check_tensor("DiagonalGaussian", "logvar", logvar, "the posterior log-variance (B, c, h, w)", floating=True)
     if mean.shape != logvar.shape or mean.device != logvar.device:
         raise ValueError(
             f"DiagonalGaussian: mean and logvar must have the same shape and device (one variance per latent "
-            f"value); got mean {got(mean)} and logvar {got(logvar)}."
+            f"value); got mean {describe(mean)} and logvar {describe(logvar)}."
         )
 
 
 def check_vae_loss(kl_weight: Any, reconstruction: Any) -> None:
     """VAELoss(kl_weight, reconstruction)."""
-    check_number("VAELoss.kl_weight", kl_weight, at_least=0, hint="LDM uses 1e-6; 0 trains a plain autoencoder.")
+    check_number("VAELoss", "kl_weight", kl_weight, 0, fix="LDM uses 1e-6; 0 trains a plain autoencoder.")
     if reconstruction not in ("l1", "mse"):
         raise ValueError(f"VAELoss.reconstruction must be 'l1' or 'mse', got {reconstruction!r}.")
 
@@ -235,7 +235,7 @@ def check_vae_loss_call(model: Any, model_kwargs: Mapping[str, Any] | None) -> N
     """VAELoss()(model, x0, ...): the model is the VAE (perhaps DDP-wrapped); no conditions, which it would ignore.
     Pure Python: it runs in every training step."""
     if not callable(model):
-        raise TypeError(f"VAELoss: model must be the VAE being trained, got {got(model)}.")
+        raise TypeError(f"VAELoss: model must be the VAE being trained, got {describe(model)}.")
     if model_kwargs:
         raise ValueError(
             f"VAELoss trains an autoencoder, which takes no conditions, but the batch has {sorted(model_kwargs)}: "
@@ -245,18 +245,18 @@ def check_vae_loss_call(model: Any, model_kwargs: Mapping[str, Any] | None) -> N
 
 def check_latent_space(vae: Any, scaling_factor: Any, vae_type: type) -> None:
     """LatentSpace(vae, scaling_factor): a VAE and a finite factor > 0 (1 / std of its latents)."""
-    check_instance("LatentSpace.vae", vae, vae_type, hint="Load one with dlcourse.pretrained.shapes_vae().vae.")
+    check_instance("LatentSpace", "vae", vae, vae_type, "a VAE", "Load one with dlcourse.pretrained.shapes_vae().vae.")
     check_number(
-        "LatentSpace.scaling_factor", scaling_factor, above=0,
-        hint="It is 1 / std of the VAE's latents: measure it with LatentSpace.fit(vae, images) or "
+        "LatentSpace", "scaling_factor", scaling_factor, 0, above=True,
+        fix="It is 1 / std of the VAE's latents: measure it with LatentSpace.fit(vae, images) or "
         "measure_scaling_factor(latents) (Stable Diffusion's is 0.18215); 1.0 leaves the latents unscaled.",
     )
 
 
 def check_latents_for_scaling(latents: Any) -> None:
     """measure_scaling_factor's latents: float (N >= 2, c, h, w)."""
-    check_tensor("latents", latents, "unscaled latents (N, c, h, w), e.g. encode_dataset(LatentSpace(vae, 1.0), x)",
-                 floating=True)  # fmt: skip
+    check_tensor("measure_scaling_factor", "latents", latents, "unscaled latents (N, c, h, w)", floating=True,
+                 fix="Encode them with encode_dataset(LatentSpace(vae, 1.0), images).")  # fmt: skip
     if latents.ndim != 4 or latents.shape[0] < 2:
         raise ValueError(f"measure_scaling_factor needs latents (N >= 2, c, h, w), got {tuple(latents.shape)}.")
 
@@ -268,11 +268,12 @@ def check_latent_std(std: float) -> None:
 
 def check_encode_dataset(space: Any, images: Any, batch_size: Any, space_type: type) -> None:
     """encode_dataset(space, images, batch_size) and LatentSpace.fit's images and batch_size."""
-    check_instance("space", space, space_type, hint="Build it with LatentSpace(vae, scaling_factor).")
-    check_tensor("images", images, "images (N, C, H, W) in [-1, 1]", ndim=4, floating=True)
+    caller = "encode_dataset"
+    check_instance(caller, "space", space, space_type, "a LatentSpace", "Build one: LatentSpace(vae, scaling_factor).")
+    check_tensor(caller, "images", images, "images (N, C, H, W) in [-1, 1]", ndim=4, floating=True)
     if images.shape[0] == 0:
-        raise ValueError("images is empty (N = 0): pass at least one image (N, C, H, W).")
-    check_int("batch_size", batch_size, at_least=1, hint="256 fits a small VAE on any device.")
+        raise ValueError(f"{caller}: images is empty (N = 0): pass at least one image (N, C, H, W).")
+    check_int(caller, "batch_size", batch_size, 1, fix="256 fits a small VAE on any device.")
 
 
 def check_tokenizer_args(
@@ -284,19 +285,19 @@ def check_tokenizer_args(
     """
     if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence | set | frozenset):
         raise TypeError(
-            f"vocabulary must be a list of words, got {got(vocabulary)}. Pass e.g. ['a', 'red', 'circle'] "
-            "(a single string would be split into letters)."
+            f"Tokenizer: vocabulary must be a list of words, got {describe(vocabulary)}. Pass e.g. "
+            "['a', 'red', 'circle'] (a single string would be split into letters)."
         )
     for word in vocabulary:
         if not isinstance(word, str) or (word not in specials and split(word) != [word]):
             raise ValueError(
-                f"vocabulary must hold lower-case words without spaces, commas or full stops (the tokenizer "
+                f"Tokenizer: vocabulary must hold lower-case words without spaces, commas or full stops (the tokenizer "
                 f"splits prompts into such words, so it could never look this one up); got {word!r}."
             )
     words = [w for w in dict.fromkeys(vocabulary) if w not in specials]
     if not words:
         raise ValueError("Tokenizer needs at least one word in its vocabulary.")
-    check_int("max_length", max_length, at_least=2, hint="It counts the start token and the words: at least 2.")
+    check_int("Tokenizer", "max_length", max_length, 2, fix="It counts the start token and the words.")
     return words
 
 
@@ -305,12 +306,12 @@ def check_prompts(prompts: Any) -> list[str]:
     if isinstance(prompts, str):
         return [prompts]
     if not isinstance(prompts, Sequence):
-        raise TypeError(f"prompts must be a string or a list of strings, got {got(prompts)}.")
+        raise TypeError(f"Tokenizer.encode: prompts must be a string or a list of strings, got {describe(prompts)}.")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(
-                f"prompts[{i}] must be a string, got {got(prompt)} ({type(prompt).__name__}). Pass the prompts as "
-                "text, e.g. ['a red circle', ''] ('' is the unconditional prompt)."
+                f"Tokenizer.encode: prompts[{i}] must be a string, got {describe(prompt)} ({type(prompt).__name__}). "
+                "Pass the prompts as text, e.g. ['a red circle', ''] ('' is the unconditional prompt)."
             )
     return list(prompts)
 
@@ -335,7 +336,7 @@ def check_prompt_words(prompt: str, words: list[str], vocabulary: list[str], max
 
 def check_token_ids(ids: Any, vocab_size: int) -> list[list[int]]:
     """Tokenizer.decode's ids: an integer tensor (B, L) of indices into the vocabulary; returned as lists."""
-    check_tensor("ids", ids, "token ids (B, L) from Tokenizer.encode", ndim=2)
+    check_tensor("Tokenizer.decode", "ids", ids, "token ids (B, L) from Tokenizer.encode", ndim=2)
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise ValueError(f"ids must be an integer tensor (torch.long) from Tokenizer.encode, got dtype {ids.dtype}.")
     rows = ids.tolist()  # decode reads every id on the host anyway
@@ -349,7 +350,7 @@ def check_text_encoder_args(vocab_size: Any, max_length: Any, dim: Any, depth: A
     """TextEncoder(vocab_size, max_length, dim, depth, num_heads): positive integers, heads dividing dim."""
     for name, value in (("vocab_size", vocab_size), ("max_length", max_length), ("dim", dim), ("depth", depth),
                         ("num_heads", num_heads)):  # fmt: skip
-        check_int(name, value, at_least=1, hint="Build it as TextEncoder(len(tokenizer), tokenizer.max_length).")
+        check_int("TextEncoder", name, value, 1, fix="Build it as TextEncoder(len(tokenizer), tokenizer.max_length).")
     if dim % num_heads:
         raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads} (each head gets dim / num_heads).")
 
@@ -357,8 +358,8 @@ def check_text_encoder_args(vocab_size: Any, max_length: Any, dim: Any, depth: A
 def check_text_encoder_inputs(ids: Any, mask: Any, max_length: int, device: torch.device) -> None:
     """TextEncoder.forward's ids (B, L) integer and mask (B, L) bool, L <= max_length, on the encoder's device.
     Metadata only (it runs in every training step): the ids' values are not read."""
-    check_tensor("ids", ids, "token ids (B, L) from Tokenizer.encode")
-    check_tensor("mask", mask, "the padding mask (B, L), bool, from Tokenizer.encode")
+    check_tensor("TextEncoder", "ids", ids, "token ids (B, L) from Tokenizer.encode")
+    check_tensor("TextEncoder", "mask", mask, "the padding mask (B, L), bool, from Tokenizer.encode")
     if ids.ndim != 2 or mask.shape != ids.shape or ids.shape[1] > max_length:
         raise ValueError(
             f"TextEncoder takes ids (B, L) and a mask of the same shape with L <= {max_length} "
@@ -371,14 +372,14 @@ def check_text_encoder_inputs(ids: Any, mask: Any, max_length: int, device: torc
             f"mask must be a bool tensor (True = a real token), got dtype {mask.dtype}: ~mask of an integer mask "
             "is not its complement. Use mask.bool()."
         )
-    check_on_device("ids", ids, device, "the text encoder's weights are")
-    check_on_device("mask", mask, device, "the text encoder's weights are")
+    check_on_device("TextEncoder", "ids", ids, device, "the text encoder's weights are")
+    check_on_device("TextEncoder", "mask", mask, device, "the text encoder's weights are")
 
 
 def check_text_unet(unet: Any, text_encoder: Any, encoder_type: type) -> None:
     """TextConditionedUNet(unet, text_encoder): a U-Net with cross-attention of the text encoder's width."""
-    check_instance("unet", unet, nn.Module, hint="Pass a dlcourse.models.UNet built with context_dim.")
-    check_instance("text_encoder", text_encoder, encoder_type)
+    check_instance("TextConditionedUNet", "unet", unet, nn.Module, "a UNet", "Build it with context_dim=...")
+    check_instance("TextConditionedUNet", "text_encoder", text_encoder, encoder_type, "a TextEncoder")
     if not hasattr(unet, "config"):
         raise TypeError(f"unet must be a dlcourse.models.UNet (a module with a config), got {type(unet).__name__}.")
     context_dim = getattr(unet.config, "context_dim", None)
@@ -391,8 +392,8 @@ def check_text_unet(unet: Any, text_encoder: Any, encoder_type: type) -> None:
 
 def check_from_unconditional(unet: Any, text_encoder: Any, encoder_type: type) -> None:
     """TextConditionedUNet.from_unconditional(unet, text_encoder): a trained U-Net without cross-attention."""
-    check_instance("unet", unet, nn.Module, hint="Pass the plain unconditional U-Net (e.g. shapes_ddpm().model).")
-    check_instance("text_encoder", text_encoder, encoder_type)
+    check_instance("from_unconditional", "unet", unet, nn.Module, "a UNet", "Pass e.g. shapes_ddpm().model.")
+    check_instance("from_unconditional", "text_encoder", text_encoder, encoder_type, "a TextEncoder")
     if not hasattr(unet, "config"):
         raise TypeError(f"unet must be a dlcourse.models.UNet (a module with a config), got {type(unet).__name__}.")
     if getattr(unet.config, "context_dim", None) is not None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlcourse.checks import check_device
+from dlcourse.argument_checks import check_device
 from dlcourse.data.captions import captions_from_attributes
 from dlcourse.data.world import ATTRIBUTES
 from dlcourse.models.checks import (
@@ -80,7 +80,7 @@ class Tokenizer:
         Raises a ValueError for an unknown word (naming the closest known words) or a prompt that is too long.
         """
         prompts = check_prompts(prompts)  # a single prompt becomes a list of one
-        check_device("device", device)
+        check_device("Tokenizer.encode", "device", device)
         ids = torch.full((len(prompts), self.max_length), self.ids[PAD], dtype=torch.long)
         for row, prompt in enumerate(prompts):
             words = _words(prompt)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlcourse.checks import check_generator, check_instance
+from dlcourse.argument_checks import check_generator_on, check_instance
 from dlcourse.models.blocks import Downsample, ResBlock, SelfAttention, Upsample
 from dlcourse.models.checks import (
     check_diagonal_gaussian,
@@ -55,7 +55,7 @@ class DiagonalGaussian:
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """z = mean + std * eps (Kingma & Welling 2014, Sec. 2.4): differentiable in mean and logvar."""
-        check_generator("generator", generator, self.mean.device)
+        check_generator_on("DiagonalGaussian.sample", "generator", generator, self.mean.device)
         eps = torch.randn(self.mean.shape, device=self.mean.device, dtype=self.mean.dtype, generator=generator)
         return self.mean + self.std * eps
 
@@ -105,7 +105,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
-        check_instance("config", config, (VAEConfig, type(None)), hint="Build one with VAEConfig(resolution=...).")
+        check_instance("VAE", "config", config, (VAEConfig, type(None)), "a VAEConfig or None", "VAEConfig(...)")
         self.config = config = config or VAEConfig()
         chans = config.level_channels
         levels = len(chans)

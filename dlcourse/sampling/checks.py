@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from dlcourse.checks import check_number, check_tensor, got
+from dlcourse.argument_checks import check_number, check_tensor, describe
 from dlcourse.parameterization import check_prediction_type
 from dlcourse.schedules import NoiseSchedule
 
@@ -221,8 +221,8 @@ _NEGATIVE_HINT = (
 def check_guidance_scale(guidance_scale: float) -> None:
     """A finite number s >= 0: 0 is the unconditional model, 1 the conditional one, above 1 guidance (GLIDE's s)."""
     check_number(
-        "guidance_scale", guidance_scale, at_least=0,
-        hint="s = 0 samples the unconditional model, s = 1 the conditional one, s > 1 guides (3 to 8 is typical; "
+        "guided_denoiser", "guidance_scale", guidance_scale, 0,
+        fix="s = 0 samples the unconditional model, s = 1 the conditional one, s > 1 guides (3 to 8 is typical; "
         f"Ho & Salimans' weight w is s - 1: guidance_scale_from_w(w)). {_NEGATIVE_HINT}",
     )
 
@@ -230,8 +230,8 @@ def check_guidance_scale(guidance_scale: float) -> None:
 def check_guidance_w(w: float) -> None:
     """Ho & Salimans' guidance weight w = s - 1: a finite number >= -1 (w = -1 is the unconditional model)."""
     check_number(
-        "w", w, at_least=-1,
-        hint="Ho & Salimans' w = 0 is the conditional model and w = -1 the unconditional one; s = 1 + w must not "
+        "guidance_scale_from_w", "w", w, -1,
+        fix="Ho & Salimans' w = 0 is the conditional model and w = -1 the unconditional one; s = 1 + w must not "
         f"be negative. {_NEGATIVE_HINT}",
     )
 
@@ -247,12 +247,12 @@ def check_guided_denoiser(
     """The arguments of :func:`dlcourse.sampling.guided_denoiser`; metadata only, checked once, not per step."""
     if not callable(unet):
         raise TypeError(
-            f"unet must be called as unet(x, t, context=..., context_mask=...), e.g. model.unet of a "
-            f"TextConditionedUNet; got {got(unet)}."
+            f"guided_denoiser: unet must be called as unet(x, t, context=..., context_mask=...), e.g. model.unet of a "
+            f"TextConditionedUNet; got {describe(unet)}."
         )
-    check_tensor("context", context, "the prompts' token embeddings (B, L, D)", ndim=3, floating=True)
-    check_tensor("uncond_context", uncond_context, "the empty (or negative) prompt's embeddings (1 or B, L, D)",
-                 ndim=3, floating=True)  # fmt: skip
+    check_tensor("guided_denoiser", "context", context, "the prompts' embeddings (B, L, D)", ndim=3, floating=True)
+    check_tensor("guided_denoiser", "uncond_context", uncond_context,
+                 "the empty (or negative) prompt's embeddings (1 or B, L, D)", ndim=3, floating=True)  # fmt: skip
     if uncond_context.shape[1:] != context.shape[1:] or uncond_context.shape[0] not in (1, context.shape[0]):
         raise ValueError(
             f"context (B, L, D) and uncond_context (1 or B, L, D) must have the same L and D (encode both with the "
@@ -273,11 +273,11 @@ def check_guided_denoiser(
     for name, mask, emb in (("context_mask", context_mask, context), ("uncond_mask", uncond_mask, uncond_context)):
         if mask is None:
             continue
-        check_tensor(name, mask, "a bool padding mask (B, L) from Tokenizer.encode")
+        check_tensor("guided_denoiser", name, mask, "a bool padding mask (B, L) from Tokenizer.encode")
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(emb.shape[:2]) or mask.device != emb.device:
             raise ValueError(
                 f"{name} must be a bool tensor of shape {tuple(emb.shape[:2])} on {emb.device}, like its embeddings "
-                f"{tuple(emb.shape)}; got {got(mask)}. Use the mask Tokenizer.encode returned with them."
+                f"{tuple(emb.shape)}; got {describe(mask)}. Use the mask Tokenizer.encode returned with them."
             )
 
 
@@ -285,6 +285,6 @@ def check_guided_batch(x_t: Tensor, batch: int) -> None:
     """The guided denoiser's x_t has one image per prompt. Pure Python: it runs at every sampling step."""
     if not isinstance(x_t, Tensor) or x_t.ndim != 4 or x_t.shape[0] != batch:
         raise ValueError(
-            f"x_t must be (B, C, H, W) with B = {batch}, one image per prompt of the context; got {got(x_t)}. "
+            f"x_t must be (B, C, H, W) with B = {batch}, one image per prompt of the context; got {describe(x_t)}. "
             "Tokenise one prompt per image (repeat a prompt to draw several images of it)."
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dlcourse.checks import check_callable, check_generator, check_instance, check_keys, check_number
+from dlcourse.argument_checks import check_callable, check_generator_on, check_instance, check_keys, check_number
 
 __all__ = ["Examples", "Source", "draw_batch", "drop_conditions"]
 
@@ -65,9 +65,9 @@ def draw_batch(
     encode: a frozen encoder applied to x0 under no_grad (None: train on x0 as it is).
     p_uncond, null_condition: condition dropout, see :func:`drop_conditions`.
     """
-    check_instance("source", source, Source)
-    check_callable("encode", encode, "a module or function mapping x0 to latents", optional=True)
-    check_number("p_uncond", p_uncond, at_least=0, at_most=1, hint="0 keeps every condition.")
+    check_instance("draw_batch", "source", source, Source, "a Source (examples, batch size, weight, generator)")
+    check_callable("draw_batch", "encode", encode, "a module or function mapping x0 to latents", optional=True)
+    check_number("draw_batch", "p_uncond", p_uncond, 0, 1, fix="0 keeps every condition.")
     examples, generator = source.examples, source.generator
     # Algorithm 1, line 2: x0 ~ q(x0), random examples (with replacement), drawn on the device
     index = torch.randint(len(examples.x0), (source.batch_size,), device=examples.x0.device, generator=generator)
@@ -90,13 +90,13 @@ def drop_conditions(
     Ho & Salimans 2022, Algorithm 1, line 3: c <- null with probability p_uncond, so one network learns both
     the conditional and the unconditional model that classifier-free guidance combines.
     """
-    check_number("p_uncond", p_uncond, at_least=0, at_most=1, hint="Ho & Salimans drop 10-20% (0.1 to 0.2).")
-    check_instance("conditions", conditions, Mapping, hint="Pass {name: (B, ...) tensor}.")
-    check_keys("null_condition", null_condition, conditions, hint="Give one example's null value per condition.")
+    check_number("drop_conditions", "p_uncond", p_uncond, 0, 1, fix="Ho & Salimans drop 10-20% (0.1 to 0.2).")
+    check_instance("drop_conditions", "conditions", conditions, Mapping, "a mapping {name: (B, ...) tensor}")
+    check_keys("drop_conditions", "null_condition", null_condition, conditions, "One example's null value each.")
     if not conditions:
         return conditions
     first = next(iter(conditions.values()))
-    check_generator("generator", generator, first.device)
+    check_generator_on("drop_conditions", "generator", generator, first.device)
     drop = torch.rand(first.shape[0], device=first.device, generator=generator) < p_uncond  # (B,)
     return {
         name: torch.where(drop.view(-1, *[1] * (value.ndim - 1)), null_condition[name], value)
