@@ -107,6 +107,20 @@ def test_draw_batch_checks_its_source_encoder_and_p_uncond(data):
         draw_batch(source, p_uncond=float("nan"))
 
 
+def test_a_batch_source_checks_its_parts(data):
+    examples, g = Examples(data["x0"], {}), torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"Examples: x0 must be the examples \(N, C, H, W\) \(4-D\)"):
+        Examples(data["x0"][0], {})
+    with pytest.raises(TypeError, match=r"Examples: conditions must be a mapping"):
+        Examples(data["x0"], [data["context"]])
+    with pytest.raises(ValueError, match=r"Source: batch_size must be an integer >= 1; got 0"):
+        Source(examples, 0, 1.0, g)
+    with pytest.raises(ValueError, match=r"Source: weight must be a finite number >= 0; got nan"):
+        Source(examples, 4, float("nan"), g)
+    with pytest.raises(TypeError, match=r"Source: generator must be None or a torch.Generator"):
+        Source(examples, 4, 1.0, 0)
+
+
 def test_train_only_checks_its_model_and_parameters():
     net = model()
     with pytest.raises(TypeError, match=r"train_only: model must be an nn.Module"):

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dlcourse.argument_checks import check_callable, check_generator_on, check_instance, check_keys, check_number
+from dlcourse.argument_checks import (
+    check_callable,
+    check_generator_on,
+    check_instance,
+    check_int,
+    check_keys,
+    check_number,
+    check_tensor,
+)
 
 __all__ = ["Examples", "Source", "draw_batch", "drop_conditions"]
 
@@ -35,6 +43,10 @@ class Examples:
 
     x0: Tensor
     conditions: dict[str, Tensor]
+
+    def __post_init__(self) -> None:
+        check_tensor("Examples", "x0", self.x0, "the examples (N, C, H, W)", ndim=4)
+        check_instance("Examples", "conditions", self.conditions, Mapping, "a mapping {name: (N, ...) tensor}")
 
     def to(self, device: torch.device, memory_format: torch.memory_format) -> Examples:
         return Examples(
@@ -51,6 +63,12 @@ class Source:
     batch_size: int
     weight: float
     generator: torch.Generator
+
+    def __post_init__(self) -> None:
+        check_instance("Source", "examples", self.examples, Examples, "an Examples (x0 and its conditions)")
+        check_int("Source", "batch_size", self.batch_size, 1)
+        check_number("Source", "weight", self.weight, 0)
+        check_generator_on("Source", "generator", self.generator, self.examples.x0.device)
 
 
 def draw_batch(
