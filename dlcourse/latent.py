@@ -17,12 +17,13 @@ Taught in notebooks/05_latent_diffusion.ipynb, sections "The scaling factor" and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from dlcourse.argument_checks import check_tensor
+from dlcourse.models.checks import check_encode_dataset, check_latent_space, check_latent_std, check_latents_for_scaling
 from dlcourse.models.vae import VAE
 
 __all__ = ["LatentSpace", "encode_dataset", "measure_scaling_factor"]
@@ -30,11 +31,9 @@ __all__ = ["LatentSpace", "encode_dataset", "measure_scaling_factor"]
 
 def measure_scaling_factor(latents: Tensor) -> float:
     """1 / std of unscaled latents (N, c, h, w), over all their values: the factor that gives them unit variance."""
-    if latents.ndim != 4 or latents.shape[0] < 2:
-        raise ValueError(f"measure_scaling_factor needs latents (N >= 2, c, h, w), got {tuple(latents.shape)}.")
+    check_latents_for_scaling(latents)
     std = latents.double().std().item()  # one host sync, once per dataset
-    if not math.isfinite(std) or std == 0:
-        raise ValueError(f"the latents' std is {std}: cannot scale them to unit variance (a collapsed or broken VAE?).")
+    check_latent_std(std)
     return 1.0 / std
 
 
@@ -51,6 +50,9 @@ class LatentSpace:
     vae: VAE
     scaling_factor: float
 
+    def __post_init__(self) -> None:
+        check_latent_space(self.vae, self.scaling_factor, VAE)
+
     @classmethod
     def fit(cls, vae: VAE, images: Tensor, batch_size: int = 256) -> LatentSpace:
         """Measure the scaling factor on ``images`` (N, C, H, W) (a few hundred are plenty)."""
@@ -62,11 +64,14 @@ class LatentSpace:
         return self.vae.config.latent_shape
 
     @torch.no_grad()
-    def encode(self, images: Tensor) -> Tensor:
-        return self.scaling_factor * self.vae.encode(images).mean
+    def encode(self, images: Tensor, *, check: bool = True) -> Tensor:
+        """check: also check that images are in [-1, 1] (one host synchronisation); False in a training step."""
+        return self.scaling_factor * self.vae.encode(images, check=check).mean
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
+        channels = self.vae.config.latent_channels
+        check_tensor("LatentSpace.decode", "latents", latents, f"scaled latents (B, {channels}, h, w)")
         return self.vae.decode(latents / self.scaling_factor).clamp(-1.0, 1.0)
 
 
@@ -75,5 +80,6 @@ def encode_dataset(space: LatentSpace, images: Tensor, batch_size: int = 256) ->
 
     Diffusion training then reads latents from this tensor instead of running the encoder on every batch.
     """
+    check_encode_dataset(space, images, batch_size, LatentSpace)
     device = next(space.vae.parameters()).device
     return torch.cat([space.encode(images[i : i + batch_size].to(device)) for i in range(0, len(images), batch_size)])

@@ -749,7 +749,7 @@ def test_loss_term_and_p_uncond_settings_are_checked(prior16):
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda m, d: {"data": {"x0": d, "class_labels": torch.zeros(len(d), dtype=torch.long)}}, "conditions"),
+        (lambda m, d: {"data": {"x0": d, "context": torch.zeros(len(d), 1, 4)}}, "conditions"),  # a UNet input
         (lambda m, d: {"trainable": [m.conv_out.weight]}, "trainable"),
         (lambda m, d: {"extra_terms": [LossTerm(d, weight=0.0)]}, "extra_terms"),
         (lambda m, d: {"encode": nn.Conv2d(3, 3, 1)}, "encoder"),

@@ -15,6 +15,17 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from dlcourse.data.checks import (
+    check_attribute_indices,
+    check_caption,
+    check_caption_found,
+    check_caption_word,
+    check_captions,
+    check_cpu_generator,
+    check_named,
+    check_p_name,
+    checked_attributes,
+)
 from dlcourse.data.world import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES
 from dlcourse.runtime import get_device
 
@@ -46,8 +57,11 @@ def captions_from_attributes(
     named: {"size", "colour", "position"} -> (N,) bool, which of them each caption names (default: all); the
     shape is always named ("a red circle", "a small circle on the left"). Moves the tensors to the CPU.
     """
+    attributes = checked_attributes(attributes, None, check_values=False, caller="captions_from_attributes")
     values = {name: attributes[name].tolist() for name in ATTRIBUTES}
+    check_attribute_indices(values, "captions_from_attributes")  # on the lists: no extra synchronisation
     n = len(values["shape"])
+    check_named(named, n, _OPTIONAL)
     says = {name: [True] * n if named is None else named[name].tolist() for name in _OPTIONAL}
     captions = []
     for i, (shape, colour, size, position) in enumerate(
@@ -64,8 +78,9 @@ def partial_captions(
 ) -> list[str]:
     """Captions that name each of size, colour and position with probability ``p_name`` (the shape always), so a
     text model trained on them also understands short prompts ("a red circle", "a square on the left")."""
-    if not 0.0 < p_name <= 1.0:
-        raise ValueError(f"p_name is the chance a caption names an attribute, in (0, 1]; got {p_name!r}.")
+    check_p_name(p_name)
+    check_cpu_generator("partial_captions", generator)
+    attributes = checked_attributes(attributes, None, check_values=False, caller="partial_captions")
     n = attributes["shape"].shape[0]
     coins = torch.rand(n, len(_OPTIONAL), generator=generator) < p_name
     return captions_from_attributes(attributes, {name: coins[:, k] for k, name in enumerate(_OPTIONAL)})
@@ -79,6 +94,7 @@ def parse_caption(caption: str) -> dict[str, str]:
     {"colour": "red", "shape": "triangle"}); case, commas and extra spaces are ignored. An unknown word raises
     a ValueError listing the words Shapes knows.
     """
+    check_caption(caption)
     text = " ".join(caption.lower().replace(",", " ").split())
     found: dict[str, str] = {}
     for position, phrase in _POSITION_PHRASES.items():  # the position is a phrase at the end
@@ -91,22 +107,9 @@ def parse_caption(caption: str) -> dict[str, str]:
         words = words[1:]
     for word in words:  # every other word names one value of one attribute
         name = next((name for name, values in ATTRIBUTES.items() if word in values), None)
-        if name is None:
-            words_known = "; ".join(f"{k}: {', '.join(v)}" for k, v in ATTRIBUTES.items() if k != "position")
-            raise ValueError(
-                f"parse_caption: unknown word {word!r} in {caption!r}. Shapes captions read "
-                f"'a <size> <colour> <shape> <where>', with {words_known}; <where> is one of "
-                f"{', '.join(repr(p) for p in _POSITION_PHRASES.values())}."
-            )
-        if name in found:
-            raise ValueError(
-                f"parse_caption: {caption!r} names the {name} twice ({found[name]!r} and {word!r})."
-            )
+        check_caption_word(caption, word, name, found, list(_POSITION_PHRASES.values()))  # known, and named once
         found[name] = word
-    if not found:
-        raise ValueError(
-            f"parse_caption: {caption!r} names no attribute; try 'a small red circle at the top left'."
-        )
+    check_caption_found(caption, found, complete=False)
     return found
 
 
@@ -118,17 +121,12 @@ def attributes_from_captions(
     captions: N strings, each naming all four attributes -> {"shape", "colour", "size", "position"} -> (N,)
     LongTensor on ``device`` (default: :func:`dlcourse.runtime.get_device`).
     """
-    if isinstance(captions, str):
-        raise TypeError("attributes_from_captions takes a list of captions; wrap a single caption in a list.")
+    check_captions(captions, device)
+    device = get_device(device)
     rows = []
     for caption in captions:
         parsed = parse_caption(caption)
-        missing = [name for name in ATTRIBUTES if name not in parsed]
-        if missing:
-            raise ValueError(
-                f"caption {caption!r} does not say its {', '.join(missing)}; attributes_from_captions needs "
-                f"all four attributes, e.g. 'a small red circle at the top left'."
-            )
+        check_caption_found(caption, parsed, complete=True)
         rows.append([ATTRIBUTES[name].index(parsed[name]) for name in ATTRIBUTES])
-    table = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(ATTRIBUTES)).to(get_device(device))
+    table = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(ATTRIBUTES)).to(device)
     return {name: table[:, k] for k, name in enumerate(ATTRIBUTES)}

@@ -21,7 +21,8 @@ from types import MappingProxyType
 
 import torch
 
-from dlcourse.data.checks import check_jitter, check_resolution, checked_attributes
+from dlcourse.argument_checks import check_bool
+from dlcourse.data.checks import check_hollow, check_jitter, check_resolution, checked_attributes
 from dlcourse.data.transforms import to_model_range
 from dlcourse.data.world import COLOURS, SIZES
 
@@ -187,15 +188,14 @@ def render(
     Returns (N, 3, resolution, resolution) float32 in [-1, 1].
     """
     check_resolution(resolution)
+    check_bool("render", "check", check)
     attributes = checked_attributes(attributes, device, check_values=check)
     n, device = attributes["shape"].shape[0], attributes["shape"].device
     if jitter is None:
         jitter = torch.zeros(n, 4, device=device)
-    check_jitter(jitter, n)
+    check_jitter(jitter, n, check_values=check)
+    check_hollow(hollow, n)
     if isinstance(hollow, bool):
         hollow = torch.full((n,), hollow, dtype=torch.bool, device=device) if hollow else None
-    elif not isinstance(hollow, torch.Tensor) or hollow.dtype != torch.bool or hollow.shape != (n,):
-        shape = tuple(hollow.shape) if isinstance(hollow, torch.Tensor) else type(hollow).__name__
-        raise ValueError(f"render: hollow must be True, False or an ({n},) bool tensor; got {shape}.")
     hollow = None if hollow is None else hollow.to(device)
     return draw(attributes, jitter.to(device, torch.float32), resolution, colour_table(device), hollow)

@@ -1,5 +1,6 @@
-"""Input checks of UNet.forward and of VAE.encode / VAE.decode, kept apart so that dlcourse/models/unet.py and
-dlcourse/models/vae.py read as the networks alone.
+"""Input checks of UNet.forward, of the VAE (its config, encode, decode, its loss), of the latent space, and of the
+tokenizer and text encoder, kept apart so that dlcourse/models/unet.py, vae.py, text.py and dlcourse/latent.py read
+as the networks alone.
 
 Each error says what was passed, what the model was built for, and how to fix it (build another config, resize
 the images, pass or drop a context).
@@ -7,13 +8,50 @@ the images, pass or drop a context).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from dlcourse.models.config import UNetConfig
-from dlcourse.models.vae_config import VAEConfig
+from dlcourse.argument_checks import (
+    check_instance,
+    check_int,
+    check_number,
+    check_on_device,
+    check_tensor,
+    describe,
+)
+from dlcourse.schedules.checks import RANGE_TOLERANCE
 
-__all__ = ["check_unet_inputs", "check_vae_images", "check_vae_latents"]
+if TYPE_CHECKING:
+    from dlcourse.models.config import UNetConfig
+    from dlcourse.models.vae_config import VAEConfig
+
+__all__ = [
+    "check_channel_mults",
+    "check_diagonal_gaussian",
+    "check_encode_dataset",
+    "check_from_unconditional",
+    "check_latent_space",
+    "check_latent_std",
+    "check_latents_for_scaling",
+    "check_prompt_words",
+    "check_prompts",
+    "check_text_encoder_args",
+    "check_text_encoder_inputs",
+    "check_text_unet",
+    "check_token_ids",
+    "check_tokenizer_args",
+    "check_unet_inputs",
+    "check_vae_config",
+    "check_vae_images",
+    "check_vae_latents",
+    "check_vae_loss",
+    "check_vae_loss_call",
+    "check_weights_map",
+]
 
 
 def check_unet_inputs(
@@ -84,33 +122,292 @@ def check_unet_inputs(
     return t
 
 
-def check_vae_images(x: Tensor, cfg: VAEConfig) -> None:
-    """VAE.encode takes images (B, in_channels, resolution, resolution); latents given instead are named as such."""
-    expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
-    if x.ndim == 4 and tuple(x.shape[1:]) == expected:
-        return
-    hint = ""
-    if x.ndim == 4 and tuple(x.shape[1:]) == cfg.latent_shape:
-        hint = " These look like latents (the shape encode() returns): pass them to decode(), not encode()."
-    elif x.ndim == 4 and x.shape[1] == cfg.in_channels:
-        hint = f" The VAE was built for {cfg.resolution}x{cfg.resolution} images (VAEConfig.resolution); resize them."
-    raise ValueError(f"VAE.encode expected images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.{hint}")
-
-
-def check_vae_latents(z: Tensor, cfg: VAEConfig) -> None:
-    """VAE.decode takes latents (B, c, h, w) of cfg.latent_shape; images given instead are named as such."""
-    expected = cfg.latent_shape
-    if z.ndim == 4 and tuple(z.shape[1:]) == expected:
-        return
-    hint = ""
-    if z.ndim == 4 and tuple(z.shape[1:]) == (cfg.in_channels, cfg.resolution, cfg.resolution):
-        hint = " These look like images: encode them first (vae.encode(x).mean), then decode the latents."
-    elif z.ndim == 4 and z.shape[1] != cfg.latent_channels:
-        hint = (
-            f" The VAE has latent_channels={cfg.latent_channels}, so latents from another autoencoder (or with "
-            "channels dropped) cannot be decoded by it."
+def check_vae_config(cfg: VAEConfig) -> None:
+    """VAEConfig's fields: positive integers, levels that divide the resolution, GroupNorm groups that divide them."""
+    for name in ("in_channels", "resolution", "latent_channels", "base_channels", "num_res_blocks", "groups"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"VAEConfig.{name} must be a positive integer, got {value!r}.")
+    mults = cfg.channel_mults
+    if not mults or any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in mults):
+        raise ValueError(
+            f"VAEConfig.channel_mults must be a non-empty tuple of positive integers (one per level), "
+            f"got {mults!r}: (1, 2, 2) for f = 4, (1, 2, 4, 4) for f = 8."
         )
-    raise ValueError(
-        f"VAE.decode expected latents (B, {', '.join(map(str, expected))}) (f = {cfg.downsampling_factor}), "
-        f"got {tuple(z.shape)}.{hint}"
+    if not isinstance(cfg.mid_attention, bool):
+        raise ValueError(f"VAEConfig.mid_attention must be True or False, got {cfg.mid_attention!r}.")
+    f = cfg.downsampling_factor
+    if cfg.resolution % f != 0:
+        raise ValueError(
+            f"resolution={cfg.resolution} is not divisible by the downsampling factor f={f} of channel_mults "
+            f"{mults}: use a resolution that is a multiple of {f}, or fewer levels."
+        )
+    bad = sorted({c for c in cfg.level_channels if c % cfg.groups})
+    if bad:
+        raise ValueError(
+            f"GroupNorm needs channels divisible by groups={cfg.groups}, but the levels have {bad} channels. "
+            f"Use a base_channels that is a multiple of {cfg.groups}."
+        )
+
+
+def check_channel_mults(channel_mults: Any) -> None:
+    """VAEConfig.channel_mults before it becomes a tuple: a list or tuple (JSON gives lists)."""
+    if not isinstance(channel_mults, tuple | list):
+        raise ValueError(
+            f"VAEConfig.channel_mults must be a tuple of positive integers (one per level), got "
+            f"{channel_mults!r}: (1, 2, 2) for f = 4, (1, 2, 4, 4) for f = 8."
+        )
+
+
+def check_vae_images(x: Tensor, cfg: VAEConfig, device: torch.device, check_range: bool) -> None:
+    """VAE.encode takes float images (B, in_channels, resolution, resolution) in [-1, 1] on the VAE's device;
+    latents given instead are named as such. check_range: also check the values (one host synchronisation)."""
+    check_tensor("VAE.encode", "x", x, f"images (B, {cfg.in_channels}, H, W) in [-1, 1]")
+    expected = (cfg.in_channels, cfg.resolution, cfg.resolution)
+    if not (x.ndim == 4 and tuple(x.shape[1:]) == expected):
+        hint = ""
+        if x.ndim == 4 and tuple(x.shape[1:]) == cfg.latent_shape:
+            hint = " These look like latents (the shape encode() returns): pass them to decode(), not encode()."
+        elif x.ndim == 4 and x.shape[1] == cfg.in_channels:
+            r = cfg.resolution
+            hint = f" The VAE was built for {r}x{r} images (VAEConfig.resolution); resize them."
+        raise ValueError(
+            f"VAE.encode expected images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}.{hint}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"VAE.encode: x has dtype {x.dtype}, but the VAE takes float images in [-1, 1]. For uint8 pixels in "
+            "[0, 255] pass dlcourse.data.to_model_range(x.float() / 255)."
+        )
+    check_on_device("VAE.encode", "x", x, device, "the VAE's weights are")
+    if check_range and x.numel():
+        lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()  # one host synchronisation
+        if not (lo >= -1 - RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # written so NaN fails too
+            raise ValueError(
+                f"VAE.encode: x has values in [{lo:.4g}, {hi:.4g}], but the VAE takes images in [-1, 1]. Images in "
+                "[0, 1]: dlcourse.data.to_model_range(x); in [0, 255]: dlcourse.data.to_model_range(x / 255). "
+                "encode(x, check=False) skips this test (it synchronises with the device), e.g. in a training step."
+            )
+
+
+def check_vae_latents(z: Tensor, cfg: VAEConfig, device: torch.device) -> None:
+    """VAE.decode takes float latents (B, c, h, w) of cfg.latent_shape on the VAE's device; images given instead
+    are named as such. Metadata only: no host synchronisation (latents have no fixed range to check)."""
+    check_tensor("VAE.decode", "z", z, f"latents (B, {', '.join(map(str, cfg.latent_shape))})")
+    expected = cfg.latent_shape
+    if not (z.ndim == 4 and tuple(z.shape[1:]) == expected):
+        hint = ""
+        if z.ndim == 4 and tuple(z.shape[1:]) == (cfg.in_channels, cfg.resolution, cfg.resolution):
+            hint = " These look like images: encode them first (vae.encode(x).mean), then decode the latents."
+        elif z.ndim == 4 and z.shape[1] != cfg.latent_channels:
+            hint = (
+                f" The VAE has latent_channels={cfg.latent_channels}, so latents from another autoencoder (or with "
+                "channels dropped) cannot be decoded by it."
+            )
+        raise ValueError(
+            f"VAE.decode expected latents (B, {', '.join(map(str, expected))}) (f = {cfg.downsampling_factor}), "
+            f"got {tuple(z.shape)}.{hint}"
+        )
+    if not z.is_floating_point():
+        raise ValueError(f"VAE.decode: z must be float latents, got dtype {z.dtype}.")
+    check_on_device("VAE.decode", "z", z, device, "the VAE's weights are")
+
+
+def check_diagonal_gaussian(mean: Any, logvar: Any) -> None:
+    """DiagonalGaussian(mean, logvar): two float tensors of one shape (B, c, h, w)."""
+    check_tensor("DiagonalGaussian", "mean", mean, "the posterior mean (B, c, h, w)", floating=True)
+    check_tensor("DiagonalGaussian", "logvar", logvar, "the posterior log-variance (B, c, h, w)", floating=True)
+    if mean.shape != logvar.shape or mean.device != logvar.device:
+        raise ValueError(
+            f"DiagonalGaussian: mean and logvar must have the same shape and device (one variance per latent "
+            f"value); got mean {describe(mean)} and logvar {describe(logvar)}."
+        )
+
+
+def check_vae_loss(kl_weight: Any, reconstruction: Any) -> None:
+    """VAELoss(kl_weight, reconstruction)."""
+    check_number("VAELoss", "kl_weight", kl_weight, 0, fix="LDM uses 1e-6; 0 trains a plain autoencoder.")
+    if reconstruction not in ("l1", "mse"):
+        raise ValueError(f"VAELoss.reconstruction must be 'l1' or 'mse', got {reconstruction!r}.")
+
+
+def check_vae_loss_call(model: Any, model_kwargs: Mapping[str, Any] | None) -> None:
+    """VAELoss()(model, x0, ...): the model is the VAE (perhaps DDP-wrapped); no conditions, which it would ignore.
+    Pure Python: it runs in every training step."""
+    if not callable(model):
+        raise TypeError(f"VAELoss: model must be the VAE being trained, got {describe(model)}.")
+    if model_kwargs:
+        raise ValueError(
+            f"VAELoss trains an autoencoder, which takes no conditions, but the batch has {sorted(model_kwargs)}: "
+            "pass train() the images as a tensor (N, C, H, W), not a mapping with conditions."
+        )
+
+
+def check_latent_space(vae: Any, scaling_factor: Any, vae_type: type) -> None:
+    """LatentSpace(vae, scaling_factor): a VAE and a finite factor > 0 (1 / std of its latents)."""
+    check_instance("LatentSpace", "vae", vae, vae_type, "a VAE", "Load one with dlcourse.pretrained.shapes_vae().vae.")
+    check_number(
+        "LatentSpace", "scaling_factor", scaling_factor, 0, above=True,
+        fix="It is 1 / std of the VAE's latents: measure it with LatentSpace.fit(vae, images) or "
+        "measure_scaling_factor(latents) (Stable Diffusion's is 0.18215); 1.0 leaves the latents unscaled.",
     )
+
+
+def check_latents_for_scaling(latents: Any) -> None:
+    """measure_scaling_factor's latents: float (N >= 2, c, h, w)."""
+    check_tensor("measure_scaling_factor", "latents", latents, "unscaled latents (N, c, h, w)", floating=True,
+                 fix="Encode them with encode_dataset(LatentSpace(vae, 1.0), images).")  # fmt: skip
+    if latents.ndim != 4 or latents.shape[0] < 2:
+        raise ValueError(f"measure_scaling_factor needs latents (N >= 2, c, h, w), got {tuple(latents.shape)}.")
+
+
+def check_latent_std(std: float) -> None:
+    if not std > 0 or std == float("inf"):  # NaN fails too
+        raise ValueError(f"the latents' std is {std}: cannot scale them to unit variance (a collapsed or broken VAE?).")
+
+
+def check_encode_dataset(space: Any, images: Any, batch_size: Any, space_type: type) -> None:
+    """encode_dataset(space, images, batch_size) and LatentSpace.fit's images and batch_size."""
+    caller = "encode_dataset"
+    check_instance(caller, "space", space, space_type, "a LatentSpace", "Build one: LatentSpace(vae, scaling_factor).")
+    check_tensor(caller, "images", images, "images (N, C, H, W) in [-1, 1]", ndim=4, floating=True)
+    if images.shape[0] == 0:
+        raise ValueError(f"{caller}: images is empty (N = 0): pass at least one image (N, C, H, W).")
+    check_int(caller, "batch_size", batch_size, 1, fix="256 fits a small VAE on any device.")
+
+
+def check_tokenizer_args(
+    vocabulary: Any, max_length: Any, specials: tuple[str, ...], split: Callable[[str], list[str]]
+) -> list[str]:
+    """Tokenizer(vocabulary, max_length): the vocabulary's words, without duplicates or the special tokens.
+
+    specials: the special tokens (<pad>, <start>); split: how the tokenizer splits a prompt into words.
+    """
+    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence | set | frozenset):
+        raise TypeError(
+            f"Tokenizer: vocabulary must be a list of words, got {describe(vocabulary)}. Pass e.g. "
+            "['a', 'red', 'circle'] (a single string would be split into letters)."
+        )
+    for word in vocabulary:
+        if not isinstance(word, str) or (word not in specials and split(word) != [word]):
+            raise ValueError(
+                f"Tokenizer: vocabulary must hold lower-case words without spaces, commas or full stops (the tokenizer "
+                f"splits prompts into such words, so it could never look this one up); got {word!r}."
+            )
+    words = [w for w in dict.fromkeys(vocabulary) if w not in specials]
+    if not words:
+        raise ValueError("Tokenizer needs at least one word in its vocabulary.")
+    check_int("Tokenizer", "max_length", max_length, 2, fix="It counts the start token and the words.")
+    return words
+
+
+def check_prompts(prompts: Any) -> list[str]:
+    """Tokenizer.encode's prompts: one string or a sequence of strings; returned as a list."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, Sequence):
+        raise TypeError(f"Tokenizer.encode: prompts must be a string or a list of strings, got {describe(prompts)}.")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"Tokenizer.encode: prompts[{i}] must be a string, got {describe(prompt)} ({type(prompt).__name__}). "
+                "Pass the prompts as text, e.g. ['a red circle', ''] ('' is the unconditional prompt)."
+            )
+    return list(prompts)
+
+
+def check_prompt_words(prompt: str, words: list[str], vocabulary: list[str], max_length: int) -> None:
+    """Every word of a prompt is known (else the closest known words are named), and the prompt fits."""
+    known = set(vocabulary[2:])
+    unknown = [w for w in words if w not in known]
+    if unknown:
+        close = {w: difflib.get_close_matches(w, vocabulary[2:], n=3) for w in unknown}
+        hints = "; ".join(f"{w!r}: did you mean {', '.join(c)}?" if c else f"{w!r}" for w, c in close.items())
+        raise ValueError(
+            f"prompt {prompt!r} has words the text encoder has never seen ({hints}). It knows "
+            f"{len(vocabulary) - 2} words: {', '.join(vocabulary[2:])}."
+        )
+    if len(words) + 1 > max_length:
+        raise ValueError(
+            f"prompt {prompt!r} has {len(words)} words, but a prompt holds at most {max_length - 1} "
+            f"(max_length={max_length}, one position for the start token). Shorten it."
+        )
+
+
+def check_token_ids(ids: Any, vocab_size: int) -> list[list[int]]:
+    """Tokenizer.decode's ids: an integer tensor (B, L) of indices into the vocabulary; returned as lists."""
+    check_tensor("Tokenizer.decode", "ids", ids, "token ids (B, L) from Tokenizer.encode", ndim=2)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"ids must be an integer tensor (torch.long) from Tokenizer.encode, got dtype {ids.dtype}.")
+    rows = ids.tolist()  # decode reads every id on the host anyway
+    bad = sorted({i for row in rows for i in row if not 0 <= i < vocab_size})
+    if bad:
+        raise ValueError(f"ids holds {bad[:5]}, outside the vocabulary's ids 0..{vocab_size - 1}.")
+    return rows
+
+
+def check_text_encoder_args(vocab_size: Any, max_length: Any, dim: Any, depth: Any, num_heads: Any) -> None:
+    """TextEncoder(vocab_size, max_length, dim, depth, num_heads): positive integers, heads dividing dim."""
+    for name, value in (("vocab_size", vocab_size), ("max_length", max_length), ("dim", dim), ("depth", depth),
+                        ("num_heads", num_heads)):  # fmt: skip
+        check_int("TextEncoder", name, value, 1, fix="Build it as TextEncoder(len(tokenizer), tokenizer.max_length).")
+    if dim % num_heads:
+        raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads} (each head gets dim / num_heads).")
+
+
+def check_text_encoder_inputs(ids: Any, mask: Any, max_length: int, device: torch.device) -> None:
+    """TextEncoder.forward's ids (B, L) integer and mask (B, L) bool, L <= max_length, on the encoder's device.
+    Metadata only (it runs in every training step): the ids' values are not read."""
+    check_tensor("TextEncoder", "ids", ids, "token ids (B, L) from Tokenizer.encode")
+    check_tensor("TextEncoder", "mask", mask, "the padding mask (B, L), bool, from Tokenizer.encode")
+    if ids.ndim != 2 or mask.shape != ids.shape or ids.shape[1] > max_length:
+        raise ValueError(
+            f"TextEncoder takes ids (B, L) and a mask of the same shape with L <= {max_length} "
+            f"(from Tokenizer.encode); got ids {tuple(ids.shape)} and mask {tuple(mask.shape)}."
+        )
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"ids must be an integer tensor (torch.long) from Tokenizer.encode, got dtype {ids.dtype}.")
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"mask must be a bool tensor (True = a real token), got dtype {mask.dtype}: ~mask of an integer mask "
+            "is not its complement. Use mask.bool()."
+        )
+    check_on_device("TextEncoder", "ids", ids, device, "the text encoder's weights are")
+    check_on_device("TextEncoder", "mask", mask, device, "the text encoder's weights are")
+
+
+def check_text_unet(unet: Any, text_encoder: Any, encoder_type: type) -> None:
+    """TextConditionedUNet(unet, text_encoder): a U-Net with cross-attention of the text encoder's width."""
+    check_instance("TextConditionedUNet", "unet", unet, nn.Module, "a UNet", "Build it with context_dim=...")
+    check_instance("TextConditionedUNet", "text_encoder", text_encoder, encoder_type, "a TextEncoder")
+    if not hasattr(unet, "config"):
+        raise TypeError(f"unet must be a dlcourse.models.UNet (a module with a config), got {type(unet).__name__}.")
+    context_dim = getattr(unet.config, "context_dim", None)
+    if context_dim != text_encoder.dim:
+        raise ValueError(
+            f"the U-Net's cross-attention reads context_dim={context_dim}, but the text encoder gives "
+            f"{text_encoder.dim}-d embeddings: build the U-Net with UNetConfig(context_dim={text_encoder.dim})."
+        )
+
+
+def check_from_unconditional(unet: Any, text_encoder: Any, encoder_type: type) -> None:
+    """TextConditionedUNet.from_unconditional(unet, text_encoder): a trained U-Net without cross-attention."""
+    check_instance("from_unconditional", "unet", unet, nn.Module, "a UNet", "Pass e.g. shapes_ddpm().model.")
+    check_instance("from_unconditional", "text_encoder", text_encoder, encoder_type, "a TextEncoder")
+    if not hasattr(unet, "config"):
+        raise TypeError(f"unet must be a dlcourse.models.UNet (a module with a config), got {type(unet).__name__}.")
+    if getattr(unet.config, "context_dim", None) is not None:
+        raise ValueError(
+            f"from_unconditional takes a U-Net without cross-attention, but this one already reads a context "
+            f"(context_dim={unet.config.context_dim}); wrap it directly: TextConditionedUNet(unet, text_encoder)."
+        )
+
+
+def check_weights_map(missing: list[str], unexpected: list[str]) -> None:
+    """The unconditional U-Net's weights load into the conditioned copy, only cross-attention left new."""
+    if unexpected or not all(".cross_attn." in key for key in missing):
+        raise ValueError(
+            f"from_unconditional takes a U-Net without cross-attention; its weights do not map onto the "
+            f"conditioned copy (missing: {[k for k in missing if '.cross_attn.' not in k][:3]}, unexpected: "
+            f"{unexpected[:3]}). Pass the plain unconditional U-Net (e.g. shapes_ddpm().model)."
+        )

@@ -19,15 +19,26 @@ notebook 03's model to read" (:meth:`TextConditionedUNet.from_unconditional`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from dlcourse.argument_checks import check_device
 from dlcourse.data.captions import captions_from_attributes
 from dlcourse.data.world import ATTRIBUTES
+from dlcourse.models.checks import (
+    check_from_unconditional,
+    check_prompt_words,
+    check_prompts,
+    check_text_encoder_args,
+    check_text_encoder_inputs,
+    check_text_unet,
+    check_token_ids,
+    check_tokenizer_args,
+    check_weights_map,
+)
 
 __all__ = ["PAD", "START", "TextConditionedUNet", "TextEncoder", "Tokenizer"]
 
@@ -47,11 +58,7 @@ class Tokenizer:
     """
 
     def __init__(self, vocabulary: Sequence[str], max_length: int = 12):
-        words = [w for w in dict.fromkeys(vocabulary) if w not in (PAD, START)]
-        if not words:
-            raise ValueError("Tokenizer needs at least one word in its vocabulary.")
-        if max_length < 2:
-            raise ValueError(f"max_length must be >= 2 (the start token and one word), got {max_length}.")
+        words = check_tokenizer_args(vocabulary, max_length, (PAD, START), _words)  # unique, no special tokens
         self.vocabulary = [PAD, START, *words]
         self.ids = {word: i for i, word in enumerate(self.vocabulary)}
         self.max_length = max_length
@@ -72,29 +79,18 @@ class Tokenizer:
 
         Raises a ValueError for an unknown word (naming the closest known words) or a prompt that is too long.
         """
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = check_prompts(prompts)  # a single prompt becomes a list of one
+        check_device("Tokenizer.encode", "device", device)
         ids = torch.full((len(prompts), self.max_length), self.ids[PAD], dtype=torch.long)
         for row, prompt in enumerate(prompts):
             words = _words(prompt)
-            unknown = [w for w in words if w not in self.ids or w in (PAD, START)]
-            if unknown:
-                close = {w: difflib.get_close_matches(w, self.vocabulary[2:], n=3) for w in unknown}
-                hints = "; ".join(f"{w!r}: did you mean {', '.join(c)}?" if c else f"{w!r}" for w, c in close.items())
-                raise ValueError(
-                    f"prompt {prompt!r} has words the text encoder has never seen ({hints}). It knows "
-                    f"{len(self) - 2} words: {', '.join(self.vocabulary[2:])}."
-                )
-            if len(words) + 1 > self.max_length:
-                raise ValueError(
-                    f"prompt {prompt!r} has {len(words)} words, but a prompt holds at most {self.max_length - 1} "
-                    f"(max_length={self.max_length}, one position for the start token). Shorten it."
-                )
+            check_prompt_words(prompt, words, self.vocabulary, self.max_length)
             ids[row, : len(words) + 1] = torch.tensor([self.ids[START], *(self.ids[w] for w in words)])
         return ids.to(device), (ids != self.ids[PAD]).to(device)
 
     def decode(self, ids: Tensor) -> list[str]:
         """The prompts (B,) back from ids (B, L): the words, without the special tokens."""
-        return [" ".join(self.vocabulary[i] for i in row if i > 1) for row in ids.tolist()]
+        return [" ".join(self.vocabulary[i] for i in row if i > 1) for row in check_token_ids(ids, len(self))]
 
 
 class TextEncoder(nn.Module):
@@ -105,6 +101,7 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, vocab_size: int, max_length: int, dim: int = 64, depth: int = 2, num_heads: int = 4):
+        check_text_encoder_args(vocab_size, max_length, dim, depth, num_heads)
         super().__init__()
         self.max_length, self.dim = max_length, dim
         self.token_embedding = nn.Embedding(vocab_size, dim)
@@ -116,11 +113,8 @@ class TextEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        if ids.ndim != 2 or mask.shape != ids.shape or ids.shape[1] > self.max_length:
-            raise ValueError(
-                f"TextEncoder takes ids (B, L) and a mask of the same shape with L <= {self.max_length} "
-                f"(from Tokenizer.encode); got ids {tuple(ids.shape)} and mask {tuple(mask.shape)}."
-            )
+        """ids (B, L) long and mask (B, L) bool (True = a real token), L <= max_length -> embeddings (B, L, dim)."""
+        check_text_encoder_inputs(ids, mask, self.max_length, self.position_embedding.device)
         x = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]
         return self.norm(self.layers(x, src_key_padding_mask=~mask))
 
@@ -135,13 +129,8 @@ class TextConditionedUNet(nn.Module):
     """
 
     def __init__(self, unet: nn.Module, text_encoder: TextEncoder):
+        check_text_unet(unet, text_encoder, TextEncoder)
         super().__init__()
-        context_dim = getattr(unet.config, "context_dim", None)
-        if context_dim != text_encoder.dim:
-            raise ValueError(
-                f"the U-Net's cross-attention reads context_dim={context_dim}, but the text encoder gives "
-                f"{text_encoder.dim}-d embeddings: build the U-Net with UNetConfig(context_dim={text_encoder.dim})."
-            )
         self.unet, self.text_encoder, self.config = unet, text_encoder, unet.config
 
     @classmethod
@@ -153,20 +142,11 @@ class TextConditionedUNet(nn.Module):
         out predicting exactly what ``unet`` predicts, whatever the prompt (a "zero" start, as ControlNet and
         GLIGEN add conditioning to a trained model). ``unet`` itself is not changed.
         """
-        if getattr(unet.config, "context_dim", None) is not None:
-            raise ValueError(
-                f"from_unconditional takes a U-Net without cross-attention, but this one already reads a context "
-                f"(context_dim={unet.config.context_dim}); wrap it directly: TextConditionedUNet(unet, text_encoder)."
-            )
+        check_from_unconditional(unet, text_encoder, TextEncoder)
         config = dataclasses.replace(unet.config, context_dim=text_encoder.dim, zero_init=True)
         conditioned = type(unet)(config).to(next(unet.parameters()).device)
         missing, unexpected = conditioned.load_state_dict(unet.state_dict(), strict=False)
-        if unexpected or not all(".cross_attn." in key for key in missing):
-            raise ValueError(
-                f"from_unconditional takes a U-Net without cross-attention; its weights do not map onto the "
-                f"conditioned copy (missing: {[k for k in missing if '.cross_attn.' not in k][:3]}, unexpected: "
-                f"{unexpected[:3]}). Pass the plain unconditional U-Net (e.g. shapes_ddpm().model)."
-            )
+        check_weights_map(missing, unexpected)
         return cls(conditioned, text_encoder)
 
     def encode_prompts(self, ids: Tensor, mask: Tensor) -> Tensor:

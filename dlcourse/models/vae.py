@@ -23,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlcourse.argument_checks import check_generator_on, check_instance
 from dlcourse.models.blocks import Downsample, ResBlock, SelfAttention, Upsample
-from dlcourse.models.checks import check_vae_images, check_vae_latents
+from dlcourse.models.checks import (
+    check_diagonal_gaussian,
+    check_vae_images,
+    check_vae_latents,
+    check_vae_loss,
+    check_vae_loss_call,
+)
 from dlcourse.models.vae_config import VAEConfig
 
 __all__ = ["VAE", "DiagonalGaussian", "VAELoss"]
@@ -39,12 +46,16 @@ class DiagonalGaussian:
     mean: Tensor
     logvar: Tensor
 
+    def __post_init__(self) -> None:
+        check_diagonal_gaussian(self.mean, self.logvar)
+
     @property
     def std(self) -> Tensor:
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """z = mean + std * eps (Kingma & Welling 2014, Sec. 2.4): differentiable in mean and logvar."""
+        check_generator_on("DiagonalGaussian.sample", "generator", generator, self.mean.device)
         eps = torch.randn(self.mean.shape, device=self.mean.device, dtype=self.mean.dtype, generator=generator)
         return self.mean + self.std * eps
 
@@ -94,6 +105,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
+        check_instance("VAE", "config", config, (VAEConfig, type(None)), "a VAEConfig or None", "VAEConfig(...)")
         self.config = config = config or VAEConfig()
         chans = config.level_channels
         levels = len(chans)
@@ -118,9 +130,12 @@ class VAE(nn.Module):
         self.norm_dec = nn.GroupNorm(config.groups, chans[0])
         self.conv_out = nn.Conv2d(chans[0], config.in_channels, 3, padding=1)
 
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        """q(z | x) for images x (B, C, H, W) in [-1, 1]: a :class:`DiagonalGaussian` over (B, c, H/f, W/f)."""
-        check_vae_images(x, self.config)
+    def encode(self, x: Tensor, *, check: bool = True) -> DiagonalGaussian:
+        """q(z | x) for images x (B, C, H, W) in [-1, 1]: a :class:`DiagonalGaussian` over (B, c, H/f, W/f).
+
+        check: also check that x is in [-1, 1] (one host synchronisation); pass False in a training step.
+        """
+        check_vae_images(x, self.config, self.conv_in.weight.device, check_range=check)
         h = self.conv_in(x)
         for stage in self.down:
             h = stage(h)
@@ -130,15 +145,17 @@ class VAE(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """Images (B, C, H, W) (about [-1, 1], not clamped) from latents z (B, c, H/f, W/f)."""
-        check_vae_latents(z, self.config)
+        check_vae_latents(z, self.config, self.conv_z.weight.device)
         h = self.mid_dec(self.conv_z(z))
         for stage in self.up:
             h = stage(h)
         return self.conv_out(F.silu(self.norm_dec(h)))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, DiagonalGaussian]:
-        """Encode, sample z, decode: (x_hat (B, C, H, W), q(z | x))."""
-        posterior = self.encode(x)
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, *, check: bool = True
+    ) -> tuple[Tensor, DiagonalGaussian]:
+        """Encode, sample z, decode: (x_hat (B, C, H, W), q(z | x)); check: as in :meth:`encode`."""
+        posterior = self.encode(x, check=check)
         return self.decode(posterior.sample(generator)), posterior
 
 
@@ -159,10 +176,7 @@ class VAELoss:
     reconstruction: str = "l1"
 
     def __post_init__(self) -> None:
-        if self.reconstruction not in ("l1", "mse"):
-            raise ValueError(f"VAELoss.reconstruction must be 'l1' or 'mse', got {self.reconstruction!r}.")
-        if not self.kl_weight >= 0:
-            raise ValueError(f"VAELoss.kl_weight must be >= 0 (LDM: 1e-6), got {self.kl_weight!r}.")
+        check_vae_loss(self.kl_weight, self.reconstruction)
 
     def __call__(
         self,
@@ -174,8 +188,12 @@ class VAELoss:
         generator: torch.Generator | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> Tensor:
-        """The loss of a batch x0 (B, C, H, W); ``schedule`` and ``prediction_type`` (train()'s) are unused."""
-        x_hat, posterior = model(x0, generator=generator)
+        """The loss of a batch x0 (B, C, H, W); ``schedule`` and ``prediction_type`` (train()'s) are unused.
+
+        x0's range is not checked here (train() checks the data once, before the first step).
+        """
+        check_vae_loss_call(model, model_kwargs)
+        x_hat, posterior = model(x0, generator=generator, check=False)
         error = F.l1_loss if self.reconstruction == "l1" else F.mse_loss
         reconstruction = error(x_hat.float(), x0.float())  # mean over B * C * H * W values
         kl = DiagonalGaussian(posterior.mean.float(), posterior.logvar.float()).kl().mean() / x0[0].numel()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dlcourse.models.checks import check_channel_mults, check_vae_config
+
 __all__ = ["VAEConfig"]
 
 
@@ -34,6 +36,7 @@ class VAEConfig:
     groups: int = 8
 
     def __post_init__(self) -> None:
+        check_channel_mults(self.channel_mults)
         self.channel_mults = tuple(self.channel_mults)  # lists (e.g. from JSON) become tuples
         self.validate()
 
@@ -58,24 +61,4 @@ class VAEConfig:
 
     def validate(self) -> None:
         """Raise a ValueError that says how to fix the first problem found; called at construction."""
-        for name in ("in_channels", "resolution", "latent_channels", "base_channels", "num_res_blocks", "groups"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"VAEConfig.{name} must be a positive integer, got {value!r}.")
-        if not self.channel_mults or any(not isinstance(m, int) or m < 1 for m in self.channel_mults):
-            raise ValueError(
-                f"VAEConfig.channel_mults must be a non-empty tuple of positive integers (one per level), "
-                f"got {self.channel_mults!r}: (1, 2, 2) for f = 4, (1, 2, 4, 4) for f = 8."
-            )
-        f = self.downsampling_factor
-        if self.resolution % f != 0:
-            raise ValueError(
-                f"resolution={self.resolution} is not divisible by the downsampling factor f={f} of channel_mults "
-                f"{self.channel_mults}: use a resolution that is a multiple of {f}, or fewer levels."
-            )
-        bad = sorted({c for c in self.level_channels if c % self.groups})
-        if bad:
-            raise ValueError(
-                f"GroupNorm needs channels divisible by groups={self.groups}, but the levels have {bad} channels. "
-                f"Use a base_channels that is a multiple of {self.groups}."
-            )
+        check_vae_config(self)

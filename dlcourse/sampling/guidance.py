@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from dlcourse.sampling.checks import check_guidance_w, check_guided_batch, check_guided_denoiser
 from dlcourse.sampling.denoiser import Denoiser
 
 __all__ = ["guidance_scale_from_w", "guided_denoiser"]
@@ -32,6 +33,7 @@ __all__ = ["guidance_scale_from_w", "guided_denoiser"]
 
 def guidance_scale_from_w(w: float) -> float:
     """diffusers' guidance scale s from Ho & Salimans' guidance weight w: s = 1 + w."""
+    check_guidance_w(w)
     return 1.0 + w
 
 
@@ -49,18 +51,14 @@ def guided_denoiser(
     unet: called as unet(x (2B, C, H, W), t (2B,), context=(2B, L, D), context_mask=(2B, L) or None).
     context, context_mask: the prompts' token embeddings (B, L, D) and mask (B, L); uncond_context, uncond_mask:
     the empty prompt's (or a negative prompt's), (1, L, D) / (1, L) for all rows or (B, L, D) / (B, L).
+    guidance_scale: s >= 0 (0: unconditional, 1: conditional, > 1: guided).
     """
-    if context.ndim != 3 or uncond_context.ndim != 3 or uncond_context.shape[1:] != context.shape[1:]:
-        raise ValueError(
-            f"context (B, L, D) and uncond_context (1 or B, L, D) must have the same L and D (encode both with the "
-            f"same tokenizer and text encoder); got {tuple(context.shape)} and {tuple(uncond_context.shape)}."
-        )
-    if (context_mask is None) != (uncond_mask is None):
-        raise ValueError("pass a mask for both contexts or for neither.")
+    check_guided_denoiser(unet, context, uncond_context, guidance_scale, context_mask, uncond_mask)
     both = torch.cat([uncond_context.expand_as(context), context])  # (2B, L, D): [unconditional; conditional]
     both_mask = None if context_mask is None else torch.cat([uncond_mask.expand_as(context_mask), context_mask])
 
     def denoise(x_t: Tensor, t: Tensor) -> Tensor:
+        check_guided_batch(x_t, context.shape[0])
         out = unet(torch.cat([x_t, x_t]), torch.cat([t, t]), context=both, context_mask=both_mask)
         out_uncond, out_cond = out.chunk(2)
         return out_uncond + guidance_scale * (out_cond - out_uncond)  # Ho & Salimans 2022, Eq. (6) with s = 1 + w

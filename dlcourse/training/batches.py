@@ -18,11 +18,21 @@ dropout: one network, two predictions"; the frozen encoder has no notebook yet (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from dlcourse.argument_checks import (
+    check_callable,
+    check_generator_on,
+    check_instance,
+    check_int,
+    check_keys,
+    check_number,
+    check_tensor,
+)
 
 __all__ = ["Examples", "Source", "draw_batch", "drop_conditions"]
 
@@ -33,6 +43,10 @@ class Examples:
 
     x0: Tensor
     conditions: dict[str, Tensor]
+
+    def __post_init__(self) -> None:
+        check_tensor("Examples", "x0", self.x0, "the examples (N, C, H, W)", ndim=4)
+        check_instance("Examples", "conditions", self.conditions, Mapping, "a mapping {name: (N, ...) tensor}")
 
     def to(self, device: torch.device, memory_format: torch.memory_format) -> Examples:
         return Examples(
@@ -50,6 +64,12 @@ class Source:
     weight: float
     generator: torch.Generator
 
+    def __post_init__(self) -> None:
+        check_instance("Source", "examples", self.examples, Examples, "an Examples (x0 and its conditions)")
+        check_int("Source", "batch_size", self.batch_size, 1)
+        check_number("Source", "weight", self.weight, 0)
+        check_generator_on("Source", "generator", self.generator, self.examples.x0.device)
+
 
 def draw_batch(
     source: Source,
@@ -63,6 +83,9 @@ def draw_batch(
     encode: a frozen encoder applied to x0 under no_grad (None: train on x0 as it is).
     p_uncond, null_condition: condition dropout, see :func:`drop_conditions`.
     """
+    check_instance("draw_batch", "source", source, Source, "a Source (examples, batch size, weight, generator)")
+    check_callable("draw_batch", "encode", encode, "a module or function mapping x0 to latents", optional=True)
+    check_number("draw_batch", "p_uncond", p_uncond, 0, 1, fix="0 keeps every condition.")
     examples, generator = source.examples, source.generator
     # Algorithm 1, line 2: x0 ~ q(x0), random examples (with replacement), drawn on the device
     index = torch.randint(len(examples.x0), (source.batch_size,), device=examples.x0.device, generator=generator)
@@ -85,9 +108,13 @@ def drop_conditions(
     Ho & Salimans 2022, Algorithm 1, line 3: c <- null with probability p_uncond, so one network learns both
     the conditional and the unconditional model that classifier-free guidance combines.
     """
+    check_number("drop_conditions", "p_uncond", p_uncond, 0, 1, fix="Ho & Salimans drop 10-20% (0.1 to 0.2).")
+    check_instance("drop_conditions", "conditions", conditions, Mapping, "a mapping {name: (B, ...) tensor}")
+    check_keys("drop_conditions", "null_condition", null_condition, conditions, "One example's null value each.")
     if not conditions:
         return conditions
     first = next(iter(conditions.values()))
+    check_generator_on("drop_conditions", "generator", generator, first.device)
     drop = torch.rand(first.shape[0], device=first.device, generator=generator) < p_uncond  # (B,)
     return {
         name: torch.where(drop.view(-1, *[1] * (value.ndim - 1)), null_condition[name], value)

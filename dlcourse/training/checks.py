@@ -7,6 +7,7 @@ here runs inside a training step.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,9 +23,17 @@ from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Examples
 from dlcourse.training.config import LossTerm, TrainConfig
 from dlcourse.training.loss import ddpm_loss
-from dlcourse.training.trainable import select_trainable
 
-__all__ = ["CheckedInputs", "TrainingDiverged", "check_fast", "check_finite", "check_inputs", "summary"]
+__all__ = [
+    "CheckedInputs",
+    "TrainingDiverged",
+    "check_fast",
+    "check_finite",
+    "check_inputs",
+    "check_train_only",
+    "checked_trainable",
+    "summary",
+]
 
 _RANGE_TOLERANCE = 1e-3  # as in dlcourse.schedules: a little slack for rounding (e.g. after a resize)
 _IMAGE_RANGE = (-1.0, 1.0)
@@ -89,11 +98,7 @@ def check_inputs(
         raise TypeError(f"encode must be a module or function mapping x0 to latents, got {type(encode).__name__}.")
     if data_range is not None and not (len(data_range) == 2 and data_range[0] < data_range[1]):
         raise ValueError(f"data_range must be a pair (low, high) with low < high, or None; got {data_range!r}.")
-    for term in extra_terms:
-        if not isinstance(term, LossTerm):
-            raise TypeError(
-                f"extra_terms holds LossTerm objects, not {type(term).__name__}: LossTerm(data=..., weight=...)."
-            )
+    _check_extra_terms(extra_terms)
     sources = [(data, config.batch_size, 1.0, "data")]
     sources += [
         (term.data, term.batch_size or config.batch_size, term.weight, f"extra_terms[{i}].data")
@@ -103,8 +108,129 @@ def check_inputs(
     for source, batch_size, weight, where in sources:
         examples, described = _check_data(source, model, batch_size, data_range, encode, device, where)
         checked.append((examples, batch_size, weight, described))
+    _check_conditions_agree([(examples, where) for (examples, *_), (*_, where) in zip(checked, sources, strict=True)])
+    if loss_fn is ddpm_loss:
+        _check_model_takes(model, checked[0][0].conditions)
     nulls = _check_null_condition(null_condition, [examples for examples, *_ in checked], config.p_uncond)
-    return CheckedInputs(checked, nulls, select_trainable(model, trainable))
+    return CheckedInputs(checked, nulls, checked_trainable(model, trainable))
+
+
+def _check_extra_terms(extra_terms: Any) -> None:
+    """extra_terms: a list or tuple of LossTerm objects (possibly empty)."""
+    if isinstance(extra_terms, LossTerm | Mapping | str) or not isinstance(extra_terms, Sequence):
+        hint = " Wrap a single term in a list: extra_terms=[term]." if isinstance(extra_terms, LossTerm) else ""
+        raise TypeError(
+            f"extra_terms must be a list of LossTerm objects (empty for none), got {type(extra_terms).__name__}.{hint}"
+        )
+    for i, term in enumerate(extra_terms):
+        if not isinstance(term, LossTerm):
+            raise TypeError(
+                f"extra_terms[{i}] must be a LossTerm, not {type(term).__name__}: LossTerm(data=..., weight=...)."
+            )
+
+
+def _check_conditions_agree(sources: list[tuple[Examples, str]]) -> None:
+    """Every source gives the model the same conditions: the same names, per-example shapes and dtypes.
+
+    The model is called with each source's conditions in the same step, so an extra term without the data's
+    prompt (or with labels of another dtype) would train a different model than the one it is meant to help.
+    """
+    (first, first_where), *others = sources
+    for examples, where in others:
+        if examples.conditions.keys() != first.conditions.keys():
+            raise ValueError(
+                f"{where} has the conditions {sorted(examples.conditions)} but {first_where} has "
+                f"{sorted(first.conditions)}: the model takes the same inputs from every source. Give the extra term's "
+                "examples the same conditions (e.g. the class prompt's embedding for DreamBooth's prior images)."
+            )
+        for name, value in examples.conditions.items():
+            ref = first.conditions[name]
+            if value.shape[1:] != ref.shape[1:] or value.dtype != ref.dtype:
+                raise ValueError(
+                    f"{where}[{name!r}] has per-example shape {tuple(value.shape[1:])} and dtype {value.dtype}, but "
+                    f"{first_where}[{name!r}] has {tuple(ref.shape[1:])} and {ref.dtype}: encode both the same way "
+                    "(the same tokenizer, text encoder and dtype)."
+                )
+
+
+def _check_model_takes(model: nn.Module, conditions: Mapping[str, Tensor]) -> None:
+    """The DDPM loss calls model(x_t, t, **conditions): the model's forward must take every condition by name."""
+    if not conditions:
+        return
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a builtin or C forward: nothing to check against
+        return
+    try:
+        signature.bind(None, None, **dict.fromkeys(conditions))
+    except TypeError as error:
+        raise ValueError(
+            f"the DDPM loss calls model(x_t, t, **conditions) with the data's conditions {sorted(conditions)}, but "
+            f"{type(model).__name__}.forward{signature} does not take them ({error}). Name each condition in data "
+            "after the forward argument it feeds, e.g. {'x0': images, 'class_labels': labels}."
+        ) from None
+
+
+def checked_trainable(model: nn.Module, trainable: Any) -> list[tuple[str, nn.Parameter]]:
+    """train()'s ``trainable`` checked: (name, parameter) pairs of the parameters to train, in the model's order.
+
+    trainable: parameters of ``model`` (e.g. ``[p for n, p in model.named_parameters() if "lora" in n]``);
+    None: every parameter that requires a gradient.
+    """
+    named = list(model.named_parameters())
+    if trainable is None:
+        chosen = [(name, p) for name, p in named if p.requires_grad]
+        if not chosen:
+            raise ValueError(
+                f"No parameter of the {type(model).__name__} requires a gradient, so there is nothing to train. "
+                "Pass trainable=[...] with the parameters to train."
+            )
+        return chosen
+    if isinstance(trainable, nn.Module):
+        raise TypeError("trainable takes parameters, not a module: pass trainable=list(module.parameters()).")
+    if isinstance(trainable, Tensor):
+        raise TypeError(
+            f"trainable must be a list of parameters, got a single {type(trainable).__name__} of shape "
+            f"{tuple(trainable.shape)} (iterating it would give its rows): pass trainable=[parameter]."
+        )
+    if isinstance(trainable, str | Mapping) or not isinstance(trainable, Iterable):
+        raise TypeError(
+            f"trainable must be a list of the model's nn.Parameter objects or None, got {type(trainable).__name__}. "
+            "Pass e.g. [p for name, p in model.named_parameters() if 'lora' in name]."
+        )
+    trainable = list(trainable)
+    not_parameters = [type(p).__name__ for p in trainable if not isinstance(p, nn.Parameter)]
+    if not_parameters:
+        raise TypeError(
+            f"trainable must hold nn.Parameter objects of the model, got {sorted(set(not_parameters))}. Pass e.g. "
+            "[p for name, p in model.named_parameters() if 'lora' in name]."
+        )
+    ids = {id(p) for p in trainable}
+    if not ids:
+        raise ValueError("trainable is empty: pass the parameters to train, or None to train every parameter.")
+    chosen = [(name, p) for name, p in named if id(p) in ids]
+    if len(chosen) < len(ids):
+        strangers = [tuple(p.shape) for p in trainable if id(p) not in {id(q) for _, q in chosen}]
+        raise ValueError(
+            f"{len(strangers)} parameter(s) in trainable (shapes {strangers[:5]}) are not parameters of the "
+            f"{type(model).__name__} being trained. Register them in the model first (e.g. add the LoRA layers "
+            "before calling train), and pass parameters of this model instance, not of a copy."
+        )
+    not_float = [name for name, p in chosen if not p.is_floating_point()]
+    if not_float:
+        raise ValueError(f"trainable holds integer parameters, {not_float[:3]}: only float ones take a gradient.")
+    return chosen
+
+
+def check_train_only(model: Any, parameters: Any) -> None:
+    """train_only(model, parameters): a module and a list of its parameters."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"train_only: model must be an nn.Module, got {type(model).__name__}.")
+    if not isinstance(parameters, list | tuple) or not all(isinstance(p, nn.Parameter) for p in parameters):
+        raise TypeError(
+            "train_only: parameters must be a list of the model's nn.Parameter objects, e.g. "
+            f"[p for _, p in checked_trainable(model, trainable)]; got {type(parameters).__name__}."
+        )
 
 
 def _check_data(
@@ -172,7 +298,18 @@ def _check_data(
     described = {"x0": {"shape": list(x0.shape), "dtype": str(x0.dtype), "sum": total}}
     if conditions:
         described["conditions"] = {name: summary(value) for name, value in conditions.items()}
+        _check_finite_conditions(conditions, described["conditions"], where)
     return Examples(x0, dict(conditions)), described
+
+
+def _check_finite_conditions(conditions: Mapping[str, Tensor], summaries: Mapping[str, Any], where: str) -> None:
+    """Float conditions (embeddings) hold no NaN or inf: read from their sums, already computed (no extra sync)."""
+    for name, value in conditions.items():
+        if value.is_floating_point() and not math.isfinite(summaries[name]["sum"]):
+            raise ValueError(
+                f"{where}[{name!r}] contains NaN or inf values (its sum is {summaries[name]['sum']}); the model would "
+                f"learn NaN from it. Check how it was computed (torch.isfinite({name}).all())."
+            )
 
 
 def _check_model_input(
