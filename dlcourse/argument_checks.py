@@ -62,7 +62,8 @@ def check_instance(
 ) -> None:
     """``value`` is an instance of ``kind`` (described to the reader as ``needs``), else a TypeError."""
     if not isinstance(value, kind):
-        _fail(caller, name, needs, value if isinstance(value, (Tensor, str)) else type(value).__name__, fix, TypeError)
+        got = describe(value) if isinstance(value, Tensor | str) else f"a {type(value).__name__}"
+        raise TypeError(f"{caller}: {name} must be {needs}; got {got}.{' ' + fix if fix else ''}")
 
 
 def check_int(
