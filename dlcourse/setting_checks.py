@@ -26,18 +26,18 @@ def _is_real(value: Any) -> bool:
 
 
 def _needs(needs: str, ok: Callable[[Any], bool]) -> Callable[[Any], str | None]:
-    """A check that returns ``needs`` (what the value needs) when ``ok(value)`` is false, else None."""
-    return lambda value: None if ok(value) else needs
+    """A check that says what the value needs (``needs``) when ``ok(value)`` is false, else returns None."""
+    return lambda value: None if ok(value) else f"it needs {needs}"
 
 
 def _refused_by(check: Callable[[Any], Any]) -> Callable[[Any], str | None]:
-    """A check that asks the function which uses the value (its own ValueError says what it needs)."""
+    """A check that asks the function which uses the value; its own ValueError says what the value needs."""
 
     def run(value: Any) -> str | None:
         try:
             check(value)
         except ValueError as error:
-            return str(error).splitlines()[0]
+            return str(error).splitlines()[0].rstrip(".")
         return None
 
     return run
@@ -121,17 +121,17 @@ def check_value(where: str, key: str, value: Any) -> None:
     check = KINDS[key]
     if isinstance(value, tuple):
         if key in _NON_EMPTY and not value:
-            raise ValueError(f"{where}: {key} got (), it needs at least one element.")
+            raise ValueError(f"{where}: {key} got (): it needs at least one element.")
         if key in _PAIRS and len(value) != 2:
-            raise ValueError(f"{where}: {key} got {value!r}, it needs two values (beta1, beta2), e.g. (0.9, 0.999).")
+            raise ValueError(f"{where}: {key} got {value!r}: it needs two values (beta1, beta2), e.g. (0.9, 0.999).")
         for i, element in enumerate(value):
             problem = check(element)
             if problem:
-                raise ValueError(f"{where}: {key}[{i}] got {element!r} (in {value!r}), it needs {problem}.")
+                raise ValueError(f"{where}: {key}[{i}] got {element!r} (in {value!r}): {problem}.")
         return
     problem = check(value)
     if problem:
-        raise ValueError(f"{where}: {key} got {value!r}, it needs {problem}.")
+        raise ValueError(f"{where}: {key} got {value!r}: {problem}.")
 
 
 def checked_override(where: str, key: str, value: Any, default: Any) -> Any:
