@@ -1,7 +1,8 @@
 # The course's commands. Each creates the virtual environment (.venv) on first use.
 #   make lab     open JupyterLab on notebooks/
 #   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
-#                mode (what CI runs)
+#                mode + every notebook executed again in the gpu dry run (gpu mode's shapes, steps and counts cut:
+#                dlcourse/dryrun.py) (what CI runs)
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
 
 PYTHON ?= python3
@@ -25,6 +26,7 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/executed_status.py
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
+	DLCOURSE_MODE=gpu DLCOURSE_DRYRUN=1 $(PY) -m pytest notebooks
 
 course: $(STAMP)
 	$(PY) tools/run_course.py --out build/course
