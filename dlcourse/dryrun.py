@@ -4,22 +4,23 @@ The gpu rows of :data:`dlcourse.modes.NOTEBOOK_SETTINGS` and :data:`dlcourse.rec
 run of the cpu or smoke rows ever builds: the wide U-Net (base 64, two blocks a level, attention at 8 px), notebook 05's
 64-px pixel model and 64-px feature-net resolution, the 128-wide text encoder, Stable Diffusion's 512-px images. A shape
 bug there would first show on a rented GPU. ``DLCOURSE_MODE=gpu DLCOURSE_DRYRUN=1`` runs mode ``"gpu-dryrun"``: the
-gpu row, except the entries listed in :data:`CUT`, which take the smoke row's value. ``make test`` runs every notebook
+gpu row, except the entries listed in :data:`CUT`, which take the values given there. ``make test`` runs every notebook
 this way after the smoke run.
 
 What is kept: every entry not in :data:`CUT`: resolutions, widths, depths, attention resolutions, the evaluation
-resolution, latent and text sizes, LoRA ranks, schedules, learning rates, guidance scales and strengths (the lists
-themselves), display counts (``n_show``). What is cut, and why:
+resolution, latent and text sizes, LoRA ranks, schedules, learning rates, probabilities, guidance scales and strengths
+(the lists themselves). What is cut, and why:
 
 - steps and repetitions (training steps, warm-up steps, sampling steps, timing repetitions, time budgets): they
-  repeat one computation, so two or three show every shape the thousandth would;
-- sample, image and prompt counts, and batch sizes: they set the leading dimension of tensors, and the issue asked to
-  keep them; but one forward of the gpu U-Net at 32 px costs about 2.9 GFLOP an image, so notebook 03's batch of
-  1000 alone is tens of seconds on a 2-core CPU, and its 2000 evaluation samples, times the sampling steps, times
-  four models, are hours. The dry run has to fit in 5 minutes for all nine notebooks. Kept at the smoke row's counts
-  (at least 2 wherever a batch is formed), they still test every batch dimension: a bug that mixes up a batch
-  dimension shows at any batch of 2 or more. What only the gpu counts test is memory (a batch of 1000 on a 15 GB
-  T4), and a CPU cannot measure a GPU's memory: that is the GPU check's job (tools/gpu_checks.sh);
+  repeat one computation, so two show every shape the thousandth would;
+- sample, image and prompt counts, display counts and batch sizes: they set the leading dimension of tensors, and the
+  issue asked to keep them; but one forward of the gpu U-Net at 32 px costs about 2.9 GFLOP an image (11.5 at 64 px),
+  so notebook 03's sampling batch of 1000 alone is tens of seconds on a 2-core CPU, and its 2000 evaluation samples,
+  times the sampling steps, times four models, are hours; the dry run has to fit in 5 minutes for all nine notebooks.
+  Even the smoke row's counts at gpu shapes took notebook 03 411 s of CPU time. Cut to 2-8, they still test every
+  batch dimension: a bug that mixes up a batch dimension shows at any batch of 2 or more. What only the gpu counts
+  test is memory (a batch of 1000 on a 15 GB T4), and a CPU cannot measure a GPU's memory: that is the GPU check's job
+  (tools/gpu_checks.sh);
 - Stable Diffusion's model_id (notebook 08): a test must not download 4 GB of weights, so the dry run builds the toy
   random components (:func:`dlcourse.sd.tiny_components`) and runs them at the gpu row's 512-px images (64x64 latents)
   with gradient checkpointing on.
@@ -40,24 +41,30 @@ __all__ = ["CUT", "DRYRUN_ENV", "DRY_RUN_MODE", "dry_run_requested", "dry_run_ta
 DRYRUN_ENV = "DLCOURSE_DRYRUN"
 DRY_RUN_MODE = "gpu-dryrun"
 
-# table -> the entries a dry run takes from the smoke row (everything else is the gpu row's). Steps first, then counts.
-CUT: dict[str, tuple[str, ...]] = {
-    "01_forward_process": ("n_chain",),
-    "02_unet": ("timing_iters", "batch_size"),
-    "03_ddpm_training": ("hand_steps", "sample_steps", "n_eval", "sample_batch", "n_x0_error"),
-    "04_ddim_sampling": ("steps", "n_eval", "sample_batch"),
-    "05_latent_diffusion": ("budget_s", "speed_steps", "warmup_steps", "sample_steps", "n_train", "n_scale",
-                            "batch_size", "n_eval", "n_psnr"),
-    "06_classifier_free_guidance": ("sample_steps", "n_prompts", "per_prompt", "n_heldout_prompts", "n_negative"),
-    "07_lora_dreambooth": ("steps", "sample_steps", "detector_steps", "n_class", "batch_size", "n_eval",
-                           "detector_n_train"),
-    "08_stable_diffusion": ("num_steps", "class_steps", "lora_steps", "n_class", "model_id"),
-    "09_common_mistakes": ("sample_steps", "few_steps", "prompt_steps", "db_steps", "lr_steps", "n_eval", "n_small",
-                           "n_prompts", "per_prompt", "n_latent", "n_class", "n_drift", "db_batch"),
-    "ddpm_shapes": ("steps", "warmup_steps", "n_train", "batch_size"),
-    "vae_shapes": ("steps", "warmup_steps", "n_train", "batch_size"),
-    "text_shapes": ("steps", "warmup_steps", "n_train", "batch_size"),
-    "feature_net_shapes": ("steps", "n_train", "n_test"),
+# table -> the entries a dry run cuts, with their dry-run values (every other entry is the gpu row's). Steps and
+# repetitions first, then counts and batch sizes. The values are the smoke row's, which CI already runs (so the counts
+# fit one another: n_show <= n_eval, n_small <= n_eval, ...), lowered further where the gpu shapes make them slow:
+# 2 steps, batches of 2 to 4, 8 images wherever a FID is computed (it needs a few per set).
+CUT: dict[str, dict[str, Any]] = {
+    "01_forward_process": {"n_chain": 256},
+    "02_unet": {"timing_iters": 1, "batch_size": 4},
+    "03_ddpm_training": {"hand_steps": 2, "sample_steps": 2, "n_eval": 8, "sample_batch": 4, "n_x0_error": 2,
+                         "n_show": 4},
+    "04_ddim_sampling": {"steps": (2, 3), "n_eval": 8, "sample_batch": 4, "n_show": 4, "n_interpolate": 3},
+    "05_latent_diffusion": {"budget_s": 1, "speed_steps": 1, "warmup_steps": 1, "sample_steps": 2, "n_train": 16,
+                            "n_scale": 8, "batch_size": 2, "n_eval": 8, "n_psnr": 4, "n_show": 4},
+    "06_classifier_free_guidance": {"sample_steps": 2, "n_prompts": 2, "per_prompt": 2, "n_heldout_prompts": 1,
+                                    "n_negative": 2, "n_show": 2},
+    "07_lora_dreambooth": {"steps": 2, "sample_steps": 2, "detector_steps": 10, "n_class": 2, "batch_size": 2,
+                           "n_eval": 2, "detector_n_train": 256, "n_show": 2},
+    "08_stable_diffusion": {"num_steps": 2, "class_steps": 2, "lora_steps": 2, "n_class": 2, "model_id": None},
+    "09_common_mistakes": {"sample_steps": 2, "few_steps": 2, "prompt_steps": 2, "db_steps": 2, "lr_steps": 2,
+                           "n_eval": 8, "n_small": 4, "n_prompts": 2, "per_prompt": 1, "n_latent": 4, "n_class": 2,
+                           "n_drift": 2, "db_batch": 2, "n_show": 4},
+    "ddpm_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},
+    "vae_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 8, "batch_size": 2},
+    "text_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},
+    "feature_net_shapes": {"steps": 10, "n_train": 256, "n_test": 64},
 }
 
 
@@ -66,6 +73,6 @@ def dry_run_requested() -> bool:
     return os.environ.get(DRYRUN_ENV, "").strip() not in ("", "0")
 
 
-def dry_run_table(name: str, gpu: Mapping[str, Any], smoke: Mapping[str, Any]) -> dict[str, Any]:
-    """The dry run's values of table ``name``: the ``gpu`` row with the entries in ``CUT[name]`` from ``smoke``."""
-    return dict(gpu) | {key: smoke[key] for key in CUT[name]}
+def dry_run_table(name: str, gpu: Mapping[str, Any]) -> dict[str, Any]:
+    """The dry run's values of table ``name``: its ``gpu`` row with the entries of ``CUT[name]`` replaced."""
+    return dict(gpu) | CUT[name]

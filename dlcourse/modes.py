@@ -267,7 +267,7 @@ def settings(notebook: str, mode: str | None = None, **overrides: Any) -> Settin
     if mode not in (*MODES, DRY_RUN_MODE):
         raise ValueError(f"mode must be one of {(*MODES, DRY_RUN_MODE)}, got {mode!r}")
     rows = tables[notebook]
-    table = dry_run_table(notebook, rows["gpu"], rows["smoke"]) if mode == DRY_RUN_MODE else rows[mode]
+    table = dry_run_table(notebook, rows["gpu"]) if mode == DRY_RUN_MODE else rows[mode]
     cut = {key: rows["gpu"][key] for key in CUT[notebook]} if mode == DRY_RUN_MODE else {}
     unknown = sorted(set(overrides) - set(table))
     if unknown:

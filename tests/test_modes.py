@@ -139,7 +139,7 @@ TABLES = modes.NOTEBOOK_SETTINGS | modes.RECIPES
 # What a dry run must keep: the sizes that set a network's or an image's shape (dlcourse/dryrun.py).
 SHAPES = {"resolution", "eval_resolution", "size", "base_channels", "channel_mults", "num_res_blocks",
           "attention_resolutions", "latent_channels", "text_dim", "text_depth", "text_heads", "max_length", "rank",
-          "num_timesteps", "schedule", "prediction_type", "gradient_checkpointing", "n_show", "seed"}
+          "num_timesteps", "schedule", "prediction_type", "gradient_checkpointing", "seed"}
 
 
 def test_dry_run_is_gpu_mode_without_a_gpu(clean_env):
@@ -164,15 +164,15 @@ def test_dry_run_needs_gpu_mode(clean_env, env):
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_dry_run_keeps_the_gpu_shapes_and_cuts_only_the_listed_counts(name):
-    gpu, smoke = TABLES[name]["gpu"], TABLES[name]["smoke"]
+    gpu = TABLES[name]["gpu"]
     cut = dryrun.CUT[name]
     assert set(cut) <= set(gpu), f"{name}: CUT names settings the table lacks: {set(cut) - set(gpu)}"
     assert not set(cut) & SHAPES, f"{name}: a dry run must keep the shapes, but cuts {set(cut) & SHAPES}"
     cfg = modes.settings(name, mode="gpu-dryrun")
     for key, value in gpu.items():
-        assert cfg[key] == (smoke[key] if key in cut else value), (name, key)
+        assert cfg[key] == cut.get(key, value), (name, key)
     for key in cut:
-        assert f"{key}={smoke[key]!r} (dry run; gpu: {gpu[key]!r})" in repr(cfg)
+        assert f"{key}={cut[key]!r} (dry run; gpu: {gpu[key]!r})" in repr(cfg)
         if key in ("batch_size", "sample_batch", "db_batch") and gpu[key] >= 2:
             assert cfg[key] >= 2, f"{name}: {key} below 2 hides batch-dimension bugs"
         if key != "model_id":
