@@ -17,10 +17,9 @@ resolution, latent and text sizes, LoRA ranks, schedules, learning rates, probab
   issue asked to keep them; but one forward of the gpu U-Net at 32 px costs about 2.9 GFLOP an image (11.5 at 64 px),
   so notebook 03's sampling batch of 1000 alone is tens of seconds on a 2-core CPU, and its 2000 evaluation samples,
   times the sampling steps, times four models, are hours; the dry run has to fit in 5 minutes for all nine notebooks.
-  Even the smoke row's counts at gpu shapes took notebook 03 411 s of CPU time. Cut to 2-8, they still test every
-  batch dimension: a bug that mixes up a batch dimension shows at any batch of 2 or more. What only the gpu counts
-  test is memory (a batch of 1000 on a 15 GB T4), and a CPU cannot measure a GPU's memory: that is the GPU check's job
-  (tools/gpu_checks.sh);
+  Cut to 2-8, they still test every batch dimension: a bug that mixes up a batch dimension shows at any batch of 2 or
+  more. What only the gpu counts test is memory (a batch of 1000 on a 15 GB T4), and a CPU cannot measure a GPU's
+  memory: that is the GPU check's job (tools/gpu_checks.sh);
 - Stable Diffusion's model_id (notebook 08): a test must not download 4 GB of weights, so the dry run builds the toy
   random components (:func:`dlcourse.sd.tiny_components`) and runs them at the gpu row's 512-px images (64x64 latents)
   with gradient checkpointing on.
