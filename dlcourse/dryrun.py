@@ -56,7 +56,8 @@ CUT: dict[str, dict[str, Any]] = {
                                     "n_negative": 2, "n_show": 2},
     "07_lora_dreambooth": {"steps": 2, "sample_steps": 2, "detector_steps": 10, "n_class": 2, "batch_size": 2,
                            "n_eval": 2, "detector_n_train": 256, "n_show": 2},
-    "08_stable_diffusion": {"num_steps": 2, "class_steps": 2, "lora_steps": 2, "n_class": 2, "model_id": None},
+    # num_steps 4: img2img runs int(num_steps x strength) steps, at least 1 for the gpu row's smallest strength, 0.3
+    "08_stable_diffusion": {"num_steps": 4, "class_steps": 2, "lora_steps": 2, "n_class": 2, "model_id": None},
     "09_common_mistakes": {"sample_steps": 2, "few_steps": 2, "prompt_steps": 2, "db_steps": 2, "lr_steps": 2,
                            "n_eval": 8, "n_small": 4, "n_prompts": 2, "per_prompt": 1, "n_latent": 4, "n_class": 2,
                            "n_drift": 2, "db_batch": 2, "n_show": 4},

@@ -180,6 +180,11 @@ def test_dry_run_keeps_the_gpu_shapes_and_cuts_only_the_listed_counts(name):
     assert set(dryrun.CUT) == set(TABLES)
 
 
+def test_dry_run_img2img_runs_a_step_at_every_strength():
+    cfg = modes.settings("08_stable_diffusion", mode="gpu-dryrun")
+    assert all(int(cfg.num_steps * strength) >= 1 for strength in cfg.strengths)  # else sd.img2img refuses
+
+
 def test_dry_run_figures_and_checkpoints_are_marked(clean_env, tmp_path, capsys):
     clean_env.setattr(torch.cuda, "is_available", lambda: False)
     clean_env.setenv("DLCOURSE_DATA", str(tmp_path))
