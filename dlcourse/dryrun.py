@@ -58,6 +58,9 @@ CUT: dict[str, dict[str, Any]] = {
                            "n_eval": 2, "detector_n_train": 256, "n_show": 2},
     # num_steps 4: img2img runs int(num_steps x strength) steps, at least 1 for the gpu row's smallest strength, 0.3
     "08_stable_diffusion": {"num_steps": 4, "class_steps": 2, "lora_steps": 2, "n_class": 2, "model_id": None},
+    # n_eval 8: the learning-rate section trains on the 2 x n_eval reals with a batch of 16. It is also the notebook's
+    # slowest cell in a dry run: section 6 runs the U-Net in fp16 autocast on images[:n_eval], which a CPU has no fast
+    # kernels for (over 110 s of one core's time at 8 images, more than the rest of the notebook together).
     "09_common_mistakes": {"sample_steps": 2, "few_steps": 2, "prompt_steps": 2, "db_steps": 2, "lr_steps": 2,
                            "n_eval": 8, "n_small": 4, "n_prompts": 2, "per_prompt": 1, "n_latent": 4, "n_class": 2,
                            "n_drift": 2, "db_batch": 2, "n_show": 4},
