@@ -1,7 +1,8 @@
 # The course's commands. Each creates the virtual environment (.venv) on first use.
 #   make lab     open JupyterLab on notebooks/
 #   make test    lint + which executed/ copies are stale (a report) + unit tests + every notebook executed in smoke
-#                mode (what CI runs)
+#                mode + every notebook executed again in the gpu dry run (gpu mode's shapes, steps and counts cut:
+#                dlcourse/dryrun.py) (what CI runs)
 #   make test-latest  the unit tests and every notebook in smoke mode in a second environment (.venv-latest):
 #                Python 3.12 with the newest release of every dependency pip resolves (what Colab's setup cell
 #                installs over); upgraded on every run, not part of `make test` or CI
@@ -34,6 +35,7 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) tools/executed_status.py
 	DLCOURSE_SMOKE=1 $(PY) -m pytest
+	DLCOURSE_MODE=gpu DLCOURSE_DRYRUN=1 $(PY) -m pytest notebooks
 
 test-latest:
 	test -x $(PY_LATEST) || $(PYTHON_LATEST) -m venv $(VENV_LATEST)

@@ -5,29 +5,35 @@
 - ``smoke``: a handful of steps so CI can execute every cell (``DLCOURSE_SMOKE=1``).
 
 The mode is picked automatically (GPU present -> ``gpu``, else ``cpu``); ``DLCOURSE_SMOKE=1`` forces
-``smoke`` and ``DLCOURSE_MODE=gpu|cpu|smoke`` forces any mode. A notebook never branches on the mode
-itself: its parameters cell calls ``settings("NN_topic")`` and reads every size from the result, so these
-tables (and :data:`~dlcourse.recipes.RECIPES` in dlcourse/recipes.py: the settings of models that one notebook
-trains and later ones reuse, ``settings("ddpm_shapes")``) are the one place where the modes differ.
+``smoke`` and ``DLCOURSE_MODE=gpu|cpu|smoke`` forces any mode. ``DLCOURSE_MODE=gpu DLCOURSE_DRYRUN=1`` is the gpu dry
+run, mode ``gpu-dryrun``: gpu mode's shapes with its step counts and sample counts cut, so that CI executes every
+notebook at gpu shapes on a CPU (the rule, and what it keeps, in dlcourse/dryrun.py); its figures measure nothing.
+
+A notebook never branches on the mode itself: its parameters cell calls ``settings("NN_topic")`` and reads every
+size from the result, so these tables (and :data:`~dlcourse.recipes.RECIPES` in dlcourse/recipes.py: the settings
+of models that one notebook trains and later ones reuse, ``settings("ddpm_shapes")``) are the one place where the
+modes differ.
 
 To change a size, override it in the parameters cell, not here: ``settings("03_ddpm_training", n_eval=500)``
-or ``settings("ddpm_shapes", steps=1600)``. An override must name an existing setting and keep its type; it
+or ``settings("ddpm_shapes", steps=1600)``. An override must name an existing setting, keep its type and be a value
+that setting can take (a positive step count, a probability in [0, 1]: dlcourse/setting_checks.py); it
 shows in the settings' repr and, under ``make course``, in the report next to the notebook's figures.
 """
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
+from dlcourse.dryrun import CUT, DRY_RUN_MODE, DRYRUN_ENV, dry_run_requested, dry_run_table
 from dlcourse.recipes import RECIPES
 from dlcourse.report import record_settings
+from dlcourse.setting_checks import checked_override
 
-__all__ = ["MODES", "NOTEBOOK_SETTINGS", "RECIPES", "Settings", "run_mode", "settings"]
+__all__ = ["DRY_RUN_MODE", "MODES", "NOTEBOOK_SETTINGS", "RECIPES", "Settings", "run_mode", "settings"]
 
 MODES = ("gpu", "cpu", "smoke")
 
@@ -169,17 +175,26 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def run_mode() -> str:
-    """The current run mode: ``"gpu"``, ``"cpu"`` or ``"smoke"`` (see the module docstring for the rules)."""
+    """The current run mode: ``"gpu"``, ``"cpu"``, ``"smoke"`` or ``"gpu-dryrun"`` (the rules: the module docstring)."""
+    dry_run = dry_run_requested()
+    forced = os.environ.get("DLCOURSE_MODE", "").strip().lower()
+    if dry_run and (forced != "gpu" or os.environ.get("DLCOURSE_SMOKE", "").strip() not in ("", "0")):
+        raise ValueError(
+            f"{DRYRUN_ENV}=1 runs gpu mode's shapes with steps cut, so it needs DLCOURSE_MODE=gpu (and no "
+            f"DLCOURSE_SMOKE); got DLCOURSE_MODE={forced!r}. Set DLCOURSE_MODE=gpu, or unset {DRYRUN_ENV}."
+        )
+    if dry_run:
+        return DRY_RUN_MODE
     if os.environ.get("DLCOURSE_SMOKE", "").strip() not in ("", "0"):
         return "smoke"
-    forced = os.environ.get("DLCOURSE_MODE", "").strip().lower()
     if forced:
         if forced not in MODES:
             raise ValueError(f"DLCOURSE_MODE={forced!r} is not a run mode; use one of {MODES} or unset it.")
         if forced == "gpu" and not torch.cuda.is_available():
             raise ValueError(
                 "DLCOURSE_MODE=gpu but PyTorch sees no CUDA GPU. Unset DLCOURSE_MODE to run the reduced cpu "
-                "settings, or switch to a GPU runtime (Colab: Runtime > Change runtime type > GPU)."
+                "settings, or switch to a GPU runtime (Colab: Runtime > Change runtime type > GPU). To check that "
+                f"the notebooks execute at gpu shapes on this CPU (a test, no results), add {DRYRUN_ENV}=1."
             )
         return forced
     return "gpu" if torch.cuda.is_available() else "cpu"
@@ -189,16 +204,18 @@ class Settings(Mapping):
     """Read-only sizes for one notebook in one mode; read them as attributes (``cfg.resolution``) or keys.
 
     Made by :func:`settings`, which applies the caller's overrides; the repr marks each overridden value
-    with the table's value beside it.
+    with the table's value beside it, and in a dry run each cut value with the gpu row's (``cut``: key -> gpu value).
     """
 
     def __init__(
-        self, notebook: str, mode: str, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+        self, notebook: str, mode: str, values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+        cut: Mapping[str, Any] | None = None,
     ) -> None:
         overrides = dict(overrides or {})
         object.__setattr__(self, "_notebook", notebook)
         object.__setattr__(self, "_table", dict(values))
         object.__setattr__(self, "_overrides", overrides)
+        object.__setattr__(self, "_cut", dict(cut or {}))
         object.__setattr__(self, "_values", dict(values) | overrides | {"mode": mode})
 
     def __getitem__(self, name: str) -> Any:
@@ -227,42 +244,10 @@ class Settings(Mapping):
     def __repr__(self) -> str:
         def show(key: str, value: Any) -> str:
             table = f" (overridden; table: {self._table[key]!r})" if key in self._overrides else ""
-            return f"{key}={value!r}{table}"
+            cut = f" (dry run; gpu: {self._cut[key]!r})" if key in self._cut else ""
+            return f"{key}={value!r}{table}{cut}"
 
         return f"Settings({self._notebook}: {', '.join(show(k, v) for k, v in self._values.items())})"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _checked_override(where: str, key: str, value: Any, default: Any) -> Any:
-    """``value`` as an override of the setting ``key`` whose table value is ``default``, in the table's type.
-
-    An int setting takes an int, a float setting any real number (stored as a float), a tuple setting a tuple
-    or list of elements like the table's, a str setting a str. A value of another type is a TypeError.
-    """
-    if default is None:  # no type to keep
-        return value
-    if isinstance(default, tuple) and isinstance(value, tuple | list):
-        return tuple(_checked_override(where, f"{key}[{i}]", v, default[0]) if default else v
-                     for i, v in enumerate(value))
-    if isinstance(default, bool) and isinstance(value, bool):
-        return value
-    if _is_int(default) and _is_int(value):
-        return int(value)
-    if isinstance(default, float) and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, str) and isinstance(value, str):
-        return value
-    kind = {tuple: "a tuple", bool: "a bool", int: "an int", float: "a number", str: "a str"}
-    if type(default) not in kind and isinstance(value, type(default)):
-        return value
-    kind = kind.get(type(default), f"a {type(default).__name__}")
-    raise TypeError(
-        f"{where}: {key} is {kind} setting, got {value!r} of type {type(value).__name__}; pass {kind} like the "
-        f"table's {default!r}."
-    )
 
 
 def settings(notebook: str, mode: str | None = None, **overrides: Any) -> Settings:
@@ -270,16 +255,20 @@ def settings(notebook: str, mode: str | None = None, **overrides: Any) -> Settin
 
     ``cfg = settings("01_forward_process"); cfg.n_chain`` -> 8192 on a GPU, 256 in smoke mode.
     overrides: new values for existing settings, e.g. ``settings("03_ddpm_training", n_eval=500)``: an unknown
-    name is a ValueError that lists the settings, a value of the wrong type a TypeError. The settings used
-    (and the overrides) are recorded in the ``make course`` report (:func:`dlcourse.report.record_settings`).
+    name is a ValueError that lists the settings, a value of the wrong type a TypeError, a value the setting
+    cannot take (``steps=-10``, ``p_uncond=1.5``) a ValueError that says what it needs (dlcourse/setting_checks.py).
+    The settings used (and the overrides) are recorded in the ``make course`` report
+    (:func:`dlcourse.report.record_settings`).
     """
     tables = NOTEBOOK_SETTINGS | RECIPES
     if notebook not in tables:
         raise ValueError(f"no settings for {notebook!r}; known notebooks and recipes: {sorted(tables)}")
     mode = run_mode() if mode is None else mode
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    table = tables[notebook][mode]
+    if mode not in (*MODES, DRY_RUN_MODE):
+        raise ValueError(f"mode must be one of {(*MODES, DRY_RUN_MODE)}, got {mode!r}")
+    rows = tables[notebook]
+    table = dry_run_table(notebook, rows["gpu"]) if mode == DRY_RUN_MODE else rows[mode]
+    cut = {key: rows["gpu"][key] for key in CUT[notebook]} if mode == DRY_RUN_MODE else {}
     unknown = sorted(set(overrides) - set(table))
     if unknown:
         raise ValueError(
@@ -287,7 +276,7 @@ def settings(notebook: str, mode: str | None = None, **overrides: Any) -> Settin
             f"{notebook} are {sorted(table)}"
         )
     where = f"settings({notebook!r})"
-    overrides = {key: _checked_override(where, key, value, table[key]) for key, value in overrides.items()}
-    cfg = Settings(notebook, mode, table, overrides)
+    overrides = {key: checked_override(where, key, value, table[key]) for key, value in overrides.items()}
+    cfg = Settings(notebook, mode, table, overrides, cut)
     record_settings(notebook, mode, table, overrides)
     return cfg

@@ -2,7 +2,9 @@
 ``make course`` into ``build/course/report.md``, next to the settings it was measured with.
 
 A notebook calls ``record("unet_parameters", n)``; the figure is printed in the notebook, and when the
-course runner has set ``$DLCOURSE_REPORT_FILE`` it is also appended there as one JSON line. Every
+course runner has set ``$DLCOURSE_REPORT_FILE`` it is also appended there as one JSON line. In a gpu dry run
+(``DLCOURSE_DRYRUN=1``, dlcourse/dryrun.py: gpu shapes, steps cut) every figure is printed and stored marked as a
+dry run's, so none is ever read as a gpu measurement. Every
 :func:`dlcourse.modes.settings` call adds a line too (:func:`record_settings`), so the report says which
 sizes a notebook ran with, and which of them its parameters cell overrode.
 """
@@ -16,9 +18,12 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-__all__ = ["REPORT_ENV", "record", "record_settings"]
+from dlcourse.dryrun import DRY_RUN_MODE, dry_run_requested
+
+__all__ = ["DRY_RUN_NOTE", "REPORT_ENV", "record", "record_settings"]
 
 REPORT_ENV = "DLCOURSE_REPORT_FILE"
+DRY_RUN_NOTE = f"{DRY_RUN_MODE}: gpu shapes with steps and counts cut; not a measurement"
 
 
 def _append(row: dict[str, Any]) -> None:
@@ -33,15 +38,18 @@ def record(name: str, value: float | int, unit: str = "", *, note: str = "") -> 
     """Print a measured figure and, under ``make course``, append it to the report. Returns ``value``.
 
     ``value`` must be a finite real number (convert tensors with ``.item()`` first); a NaN or inf figure is an
-    error, since reporting one would hide a broken measurement.
+    error, since reporting one would hide a broken measurement. In a gpu dry run the printed line ends with
+    :data:`DRY_RUN_NOTE` and the report's row has ``"dry_run": true``.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"record({name!r}, ...) needs a plain number; got {type(value).__name__} (use .item())")
     if not math.isfinite(value):
         raise ValueError(f"record({name!r}, {value}) : the measured value is not finite, so the measurement is broken")
     text = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
-    print(f"[measured] {name} = {text}{' ' + unit if unit else ''}{'  (' + note + ')' if note else ''}")
-    _append({"name": name, "value": value, "unit": unit, "note": note})
+    dry_run = dry_run_requested()
+    print(f"[measured] {name} = {text}{' ' + unit if unit else ''}{'  (' + note + ')' if note else ''}"
+          f"{'  [' + DRY_RUN_NOTE + ']' if dry_run else ''}")
+    _append({"name": name, "value": value, "unit": unit, "note": note} | ({"dry_run": True} if dry_run else {}))
     return value
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlcourse.dryrun import DRY_RUN_MODE, dry_run_requested
+
 __all__ = ["Precision", "data_dir", "checkpoint_dir", "get_device", "select_precision", "seed_everything"]
 
 
@@ -119,7 +121,13 @@ def data_dir() -> Path:
 
 
 def checkpoint_dir() -> Path:
-    """``data_dir() / "checkpoints"``: where notebooks cache trained models (created if missing)."""
+    """``data_dir() / "checkpoints"``: where notebooks cache trained models (created if missing).
+
+    In a gpu dry run (dlcourse/dryrun.py) ``data_dir() / "checkpoints" / "gpu-dryrun"``: its cut-short models live
+    apart, so no real run ever loads one as a trained gpu model (their recipes, which hold the mode, differ too).
+    """
     path = data_dir() / "checkpoints"
+    if dry_run_requested():
+        path = path / DRY_RUN_MODE
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -17,10 +17,10 @@ def _is_int(value: object) -> bool:
 
 
 def check_resolution(resolution: int) -> None:
-    if not _is_int(resolution) or not 8 <= resolution <= 256:
+    if not _is_int(resolution) or not 8 <= resolution <= 512:  # 512: Stable Diffusion's images (notebook 08, gpu)
         raise ValueError(
-            f"resolution must be an int from 8 to 256 (pixels per side), got {resolution!r}. "
-            "The course uses 32 (16 for quick CPU runs, 64 for larger images)."
+            f"resolution must be an int from 8 to 512 (pixels per side), got {resolution!r}. "
+            "The course uses 32 (24 for quick CPU runs, 64 for larger images, 512 for Stable Diffusion)."
         )
 
 

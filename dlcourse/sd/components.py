@@ -182,7 +182,7 @@ def stable_diffusion(
     local_files_only: bool = False,
 ) -> SDComponents:
     """The real model when ``model_id`` is given and can be loaded; otherwise the toy random components of
-    :func:`~dlcourse.sd.tiny.tiny_components`, after printing why (smoke mode passes model_id=None)."""
+    :func:`~dlcourse.sd.tiny.tiny_components`, after printing why (smoke mode and the gpu dry run pass None)."""
     from dlcourse.sd.tiny import tiny_components
 
     check_load("stable_diffusion", model_id, dtype, device, local_files_only, optional=True)
@@ -192,5 +192,6 @@ def stable_diffusion(
         except SDLoadError as error:
             print(f"{error}\nFalling back to toy random components: the code runs, the pictures are noise.")
     else:
-        print("No model id (smoke mode): toy random components; the code runs, the pictures are noise.")
+        print("No model id (smoke mode, or a gpu dry run): toy random components; the code runs, the pictures are "
+              "noise.")
     return tiny_components().to(device or "cpu")
