@@ -110,15 +110,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         # The concept (hollow triangles) is taught from n_instance images with steps x batch_size of each method, at
         # each method's learning rate; n_class: the base model's own "a triangle" images for prior preservation;
         # detector_*: the hollow-shape detector's training images and steps (dlcourse.metrics.concept);
-        # n_eval: samples per measured prompt (DDIM sample_steps, guidance scale). Measured on 2 cores (1 thread,
-        # 300 x 4, lr 2e-4): with "sks" starting as "triangle", DreamBooth drew the concept for 97% of plain
-        # "a triangle" prompts without prior preservation and 27-36% with it, learning the concept in 45-58% of
-        # "a sks triangle" samples; starting "sks" as "at" (a word that says nothing about the picture, like a rare
-        # token), DreamBooth + prior preservation: concept 75%, drift 9% (the base model's floor: 14%). Prior weight 2
-        # kept drift at 17% but the concept at 30%. Textual inversion moved its word but drew the concept in 5-6%: the
-        # frozen U-Net cannot draw a hollow shape, so no word makes it. (Those runs started from the base-32 model of
-        # an earlier recipe. From the narrow base-16 model, under make course: DreamBooth concept 100% / drift 97%,
-        # with prior preservation 83% / 58%; LoRA 55% / 39%; textual inversion 9% / 3%; LoRA rank 2 is 0.88% of it.)
+        # n_eval: samples per measured prompt (DDIM sample_steps, guidance scale). The budget's measurements (the
+        # concept word's starting embedding, prior weight, each method's fidelity and drift): docs/experiments.md.
         "gpu": {"n_instance": 5, "n_class": 200, "steps": 800, "batch_size": 4, "lr_ti": 5e-3, "lr_lora": 1e-3,
                 "lr_dreambooth": 1e-4, "rank": 2, "prior_weight": 1.0, "ema_decay": 0.98, "n_eval": 256,
                 "sample_steps": 50, "guidance_scale": 3.0, "n_show": 8, "detector_n_train": 10_000,
