@@ -21,6 +21,7 @@ __all__ = [
     "check_ddim_step",
     "check_ddpm_step",
     "check_eta",
+    "check_generate_inputs",
     "check_sampler_inputs",
     "check_timesteps_args",
     "is_final",
@@ -205,3 +206,37 @@ def check_sampler_inputs(
         raise TypeError(f"callback must be callable as callback(step_index, t, x_t, x0_pred); got {callback!r}.")
     if not hasattr(schedule, "alpha_bar") or not hasattr(schedule, "num_timesteps"):
         raise TypeError(f"schedule must be a dlcourse.schedules.NoiseSchedule, got {type(schedule).__name__}.")
+
+
+def check_generate_inputs(model, prompts, negative_prompt, guidance_scale, seed) -> None:
+    """The arguments of :func:`dlcourse.sampling.generate` that its pieces would not name clearly."""
+    if not all(hasattr(model, name) for name in ("encode_prompts", "unet", "config")):
+        raise TypeError(
+            f"generate takes a text-to-image model with encode_prompts, unet and config (a TextConditionedUNet, e.g. "
+            f"shapes_text2img().model); got {type(model).__name__}. For a model without text, use ddim_sample."
+        )
+    if model.training:
+        raise ValueError(
+            "generate got a model in training mode (any dropout on, every call perturbed): sample with model.eval(), "
+            "e.g. train(...).ema_model.eval()."
+        )
+    texts = {"prompts": prompts, "negative_prompt": negative_prompt}
+    for name, value in texts.items():
+        if isinstance(value, str):
+            continue
+        if not isinstance(value, list | tuple) or not value or not all(isinstance(p, str) for p in value):
+            raise ValueError(f"{name} must be a string or a non-empty list of strings; got {value!r}.")
+    n = 1 if isinstance(prompts, str) else len(prompts)
+    if not isinstance(negative_prompt, str) and len(negative_prompt) not in (1, n):
+        raise ValueError(
+            f"{n} prompts but {len(negative_prompt)} negative prompts; pass one negative prompt (a string) for all, "
+            "or one per prompt."
+        )
+    scale = guidance_scale
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 <= scale < float("inf"):
+        raise ValueError(
+            f"guidance_scale is s in diffusers' convention (1 = no guidance, 3 a good start), a finite number >= 0; "
+            f"got {guidance_scale!r}. From Ho & Salimans' w: guidance_scale_from_w(w) = w + 1."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer (it seeds the starting noise x_T); got {seed!r}.")
