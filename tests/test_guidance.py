@@ -1,5 +1,5 @@
 """Classifier-free guidance and the text-conditioned U-Net: scales 0 and 1, one batched forward, negative prompts,
-condition dropout on prompts, and training through the one general loop."""
+condition dropout on prompts, training through the one general loop, and generate() (prompts -> images)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from dlcourse.data import Shapes
 from dlcourse.models import TextConditionedUNet, TextEncoder, Tokenizer, UNet, UNetConfig
-from dlcourse.sampling import ddim_sample, guidance_scale_from_w, guided_denoiser
+from dlcourse.sampling import ddim_sample, generate, guidance_scale_from_w, guided_denoiser
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig, train
 from dlcourse.training.batches import drop_conditions
@@ -131,3 +131,40 @@ def test_the_text_models_prediction_does_not_depend_on_the_padding_length(setup)
         torch.testing.assert_close(model(x, t, short_ids, short_mask), full, rtol=1e-5, atol=1e-5)
         unmasked = model.unet(x, t, context=context, context_mask=None)  # padding attended to: another output
     assert not torch.allclose(unmasked, full, rtol=1e-5, atol=1e-5)
+
+
+def test_generate_is_guided_ddim_from_the_seeds_noise(setup):
+    model, tokenizer, (context, mask), _, _, _ = setup
+    schedule = NoiseSchedule.from_name("cosine", 100)
+    sampling = {"schedule": schedule, "guidance_scale": 3.0, "prediction_type": "v", "num_steps": 4, "clip_x0": (-1, 1)}
+    images = generate(model, tokenizer, PROMPTS, negative_prompt="a red", seed=7, **sampling)
+    negative_ids, negative_mask = tokenizer.encode("a red")
+    with torch.no_grad():
+        away = model.encode_prompts(negative_ids, negative_mask)
+    denoise = guided_denoiser(model.unet, context, away, 3.0, context_mask=mask, uncond_mask=negative_mask)
+    noise = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    expected = ddim_sample(denoise, schedule, noise, num_steps=4, prediction_type="v", clip_x0=(-1, 1), progress=False)
+    assert images.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(images, expected, rtol=0, atol=0)
+    # The seed fixes the noise: the first prompt alone starts where it started in the batch, another seed elsewhere.
+    alone = generate(model, tokenizer, PROMPTS[0], negative_prompt="a red", seed=7, **sampling)
+    torch.testing.assert_close(alone, images[:1], rtol=1e-5, atol=1e-5)
+    other = generate(model, tokenizer, PROMPTS[0], negative_prompt="a red", seed=8, **sampling)
+    assert (other - alone).abs().max() > 1e-2
+
+
+def test_generate_refuses_what_would_go_wrong_inside_it(setup):
+    model, tokenizer, *_ = setup
+    sampling = {"schedule": NoiseSchedule.from_name("cosine", 100), "prediction_type": "v", "num_steps": 2}
+    with pytest.raises(ValueError, match="training mode"):
+        generate(_model().train(), tokenizer, PROMPTS, guidance_scale=3.0, **sampling)
+    with pytest.raises(ValueError, match="3 prompts but 2 negative prompts"):
+        generate(model, tokenizer, PROMPTS, guidance_scale=3.0, negative_prompt=["a red", "a blue"], **sampling)
+    with pytest.raises(ValueError, match="guidance_scale_from_w"):
+        generate(model, tokenizer, PROMPTS, guidance_scale=-1.0, **sampling)
+    with pytest.raises(ValueError, match="non-empty list of strings"):
+        generate(model, tokenizer, [], guidance_scale=3.0, **sampling)
+    with pytest.raises(TypeError, match="TextConditionedUNet"):
+        generate(model.unet, tokenizer, PROMPTS, guidance_scale=3.0, **sampling)
+    with pytest.raises(ValueError, match="never seen"):
+        generate(model, tokenizer, "a red circel", guidance_scale=3.0, **sampling)

@@ -12,7 +12,9 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
 4. :mod:`~dlcourse.sampling.denoiser`: what the loop calls: a model ``model(x_t, t)`` or any function
    ``denoise(x_t, t)`` (a conditional model, classifier-free guidance), eager or replayed from a CUDA graph
    (:mod:`dlcourse.cuda_graph`);
-5. :mod:`~dlcourse.sampling.guidance`: classifier-free guidance as such a function, one forward of 2B.
+5. :mod:`~dlcourse.sampling.guidance`: classifier-free guidance as such a function, one forward of 2B;
+6. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
+   (notebook 06), the pieces above in a row.
 
 :mod:`~dlcourse.sampling.checks` holds the input checks. Conventions (the same as diffusers and
 :mod:`dlcourse.schedules`): timesteps are 0-indexed, t in {0, ..., T-1}; ``prev_t`` is the timestep a step lands
@@ -25,6 +27,7 @@ from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
 from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
 from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
+from dlcourse.sampling.text2img import generate
 
 __all__ = [
     "FINAL_ALPHA_BAR",
@@ -35,6 +38,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "generate",
     "guidance_scale_from_w",
     "guided_denoiser",
     "make_denoiser",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from dlcourse.argument_checks import check_number, check_tensor, describe
+from dlcourse.argument_checks import check_int, check_number, check_tensor, describe
 from dlcourse.parameterization import check_prediction_type
 from dlcourse.schedules import NoiseSchedule
 
@@ -22,6 +22,7 @@ __all__ = [
     "check_ddim_step",
     "check_ddpm_step",
     "check_eta",
+    "check_generate_inputs",
     "check_guidance_scale",
     "check_guidance_w",
     "check_guided_batch",
@@ -218,10 +219,10 @@ _NEGATIVE_HINT = (
 )
 
 
-def check_guidance_scale(guidance_scale: float) -> None:
+def check_guidance_scale(guidance_scale: float, caller: str = "guided_denoiser") -> None:
     """A finite number s >= 0: 0 is the unconditional model, 1 the conditional one, above 1 guidance (GLIDE's s)."""
     check_number(
-        "guided_denoiser", "guidance_scale", guidance_scale, 0,
+        caller, "guidance_scale", guidance_scale, 0,
         fix="s = 0 samples the unconditional model, s = 1 the conditional one, s > 1 guides (3 to 8 is typical; "
         f"Ho & Salimans' weight w is s - 1: guidance_scale_from_w(w)). {_NEGATIVE_HINT}",
     )
@@ -288,3 +289,31 @@ def check_guided_batch(x_t: Tensor, batch: int) -> None:
             f"x_t must be (B, C, H, W) with B = {batch}, one image per prompt of the context; got {describe(x_t)}. "
             "Tokenise one prompt per image (repeat a prompt to draw several images of it)."
         )
+
+
+def check_generate_inputs(model, prompts, negative_prompt, guidance_scale, seed) -> None:
+    """The arguments of :func:`dlcourse.sampling.generate` that its pieces would not name clearly."""
+    if not all(hasattr(model, name) for name in ("encode_prompts", "unet", "config")):
+        raise TypeError(
+            f"generate takes a text-to-image model with encode_prompts, unet and config (a TextConditionedUNet, e.g. "
+            f"shapes_text2img().model); got {type(model).__name__}. For a model without text, use ddim_sample."
+        )
+    if model.training:
+        raise ValueError(
+            "generate got a model in training mode (any dropout on, every call perturbed): sample with model.eval(), "
+            "e.g. train(...).ema_model.eval()."
+        )
+    texts = {"prompts": prompts, "negative_prompt": negative_prompt}
+    for name, value in texts.items():
+        if isinstance(value, str):
+            continue
+        if not isinstance(value, list | tuple) or not value or not all(isinstance(p, str) for p in value):
+            raise ValueError(f"{name} must be a string or a non-empty list of strings; got {value!r}.")
+    n = 1 if isinstance(prompts, str) else len(prompts)
+    if not isinstance(negative_prompt, str) and len(negative_prompt) not in (1, n):
+        raise ValueError(
+            f"{n} prompts but {len(negative_prompt)} negative prompts; pass one negative prompt (a string) for all, "
+            "or one per prompt."
+        )
+    check_guidance_scale(guidance_scale, caller="generate")
+    check_int("generate", "seed", seed, fix="It seeds the starting noise x_T.")

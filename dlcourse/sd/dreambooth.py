@@ -3,9 +3,11 @@
 The same recipe as notebook 07 (:mod:`dlcourse.finetune.dreambooth`) on the real model: the images are encoded once
 by the frozen VAE (cached latents, so the VAE costs nothing per step), the prompts once by the frozen CLIP encoder,
 and :func:`dlcourse.training.train` trains only the LoRA of :func:`~dlcourse.sd.lora.inject_sd_lora` with SD's own
-loss (eps target, scaled-linear schedule), plus the prior-preservation term on the base model's images of the class.
-On a T4 (15 GB) it runs at fp16 autocast with float32 LoRA weights; ``gradient_checkpointing`` recomputes the U-Net's
-activations in the backward pass instead of storing them (less memory, about a third more time).
+loss (its scheduler's betas and target: eps for SD 1.x, v for SD 2.x at 768 px), plus the prior-preservation term on
+the base model's images of the class. On a GPU it runs at fp16 autocast with float32 LoRA weights;
+``gradient_checkpointing`` recomputes the U-Net's activations in the backward pass instead of storing them: less
+memory for one more forward pass per step. Whether SD 1.5 then fits a T4's 15 GB, and what the recomputation costs in
+time, are not yet measured (``bench/sd_real_size.py`` measures both on a GPU; no run has had one yet).
 """
 
 from __future__ import annotations
