@@ -63,7 +63,7 @@ CUT: dict[str, dict[str, Any]] = {
     # kernels for (over 110 s of one core's time at 8 images, more than the rest of the notebook together).
     "09_common_mistakes": {"sample_steps": 2, "few_steps": 2, "prompt_steps": 2, "db_steps": 2, "lr_steps": 2,
                            "n_eval": 8, "n_small": 4, "n_prompts": 2, "per_prompt": 1, "n_latent": 4, "n_class": 2,
-                           "n_drift": 2, "db_batch": 2, "n_show": 4},
+                           "n_drift": 2, "db_batch": 2, "lr_batch": 4, "fp16_batch": 4, "n_show": 4},
     "ddpm_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},
     "vae_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 8, "batch_size": 2},
     "text_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},

@@ -150,19 +150,23 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         # n_small: the small sample count of the FID-count section; t_probe: the timestep of the x0-error probes;
         # n_prompts x per_prompt: guidance-convention samples (prompt_steps DDIM steps); n_latent: images through
         # notebook 05's VAE; db_*: the DreamBooth runs (notebook 07's recipe, fewer steps; n_drift samples of
-        # "a triangle"); lr_ok / lr_high: the learning rates of the divergence section, lr_steps steps each.
+        # "a triangle"); lr_ok / lr_high: the learning rates of the divergence section, lr_steps steps of lr_batch
+        # images each; fp16_batch: the real images of the fp16-gradient section's one batch.
         "gpu": {"n_eval": 1000, "n_small": 100, "sample_steps": 250, "few_steps": 10, "t_probe": 300,
                 "n_prompts": 64, "per_prompt": 4, "prompt_steps": 25, "guidance_scale": 3.0, "n_latent": 256,
                 "n_instance": 5, "n_class": 200, "n_drift": 256, "db_steps": 800, "db_batch": 4, "db_lr": 1e-4,
-                "lr_ok": 3e-4, "lr_high": 1.0, "lr_steps": 40, "n_show": 8, "seed": 0},
+                "lr_ok": 3e-4, "lr_high": 1.0, "lr_batch": 16, "fp16_batch": 32, "lr_steps": 40, "n_show": 8,
+                "seed": 0},
         "cpu": {"n_eval": 200, "n_small": 50, "sample_steps": 50, "few_steps": 10, "t_probe": 300,
                 "n_prompts": 24, "per_prompt": 2, "prompt_steps": 20, "guidance_scale": 3.0, "n_latent": 128,
                 "n_instance": 5, "n_class": 32, "n_drift": 48, "db_steps": 200, "db_batch": 4, "db_lr": 2e-4,
-                "lr_ok": 3e-3, "lr_high": 1.0, "lr_steps": 30, "n_show": 8, "seed": 0},
+                "lr_ok": 3e-3, "lr_high": 1.0, "lr_batch": 16, "fp16_batch": 32, "lr_steps": 30, "n_show": 8,
+                "seed": 0},
         "smoke": {"n_eval": 16, "n_small": 8, "sample_steps": 3, "few_steps": 2, "t_probe": 300,
                   "n_prompts": 4, "per_prompt": 1, "prompt_steps": 2, "guidance_scale": 3.0, "n_latent": 8,
                   "n_instance": 3, "n_class": 4, "n_drift": 4, "db_steps": 2, "db_batch": 2, "db_lr": 2e-4,
-                  "lr_ok": 1e-3, "lr_high": 1.0, "lr_steps": 8, "n_show": 4, "seed": 0},
+                  "lr_ok": 1e-3, "lr_high": 1.0, "lr_batch": 16, "fp16_batch": 16, "lr_steps": 8, "n_show": 4,
+                  "seed": 0},
     },
 }
 

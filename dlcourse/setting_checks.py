@@ -90,7 +90,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     **dict.fromkeys(("n_train", "n_test", "n_eval", "n_small", "n_chain", "n_images", "n_show", "n_x0_error",
                      "n_interpolate", "n_scale", "n_psnr", "n_prompts", "per_prompt", "n_heldout_prompts",
                      "n_negative", "n_instance", "n_class", "n_drift", "n_latent", "detector_n_train",
-                     "batch_size", "sample_batch", "db_batch"), _COUNT),
+                     "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch"), _COUNT),
     **dict.fromkeys(("seed", "warmup_steps", "t_probe"), _INDEX),
     **dict.fromkeys(("lr", "lr_ti", "lr_lora", "lr_dreambooth", "db_lr", "lr_ok", "lr_high"), _LR),
     **dict.fromkeys(("p_name", "p_uncond"), _PROBABILITY),
