@@ -16,6 +16,10 @@ The encoding is a sample of q(z | x), not its mean, as LDM does (its get_first_s
 posterior.sample(), and scale_by_std measures the factor on those samples), as diffusers' training scripts do
 (latent_dist.sample()) and as :func:`dlcourse.sd.encode_images` does for Stable Diffusion: the decoder was
 trained on samples, and the factor is measured on what the diffusion model is trained on.
+What the choice changes here, measured on the cpu-mode VAE over 5000 Shapes images: the posterior's sigma averages
+0.05 against latents of std 1.40, so samples move the factor by 0.13% (0.7193 from samples, 0.7202 from the means);
+notebook 05's scaled latent model under Stable Diffusion's schedule (300 steps, seed 0, n = 200) scored FID 55.1
+trained on samples and 53.6 trained on the means.
 
 Taught in notebooks/05_latent_diffusion.ipynb, sections "The scaling factor" and "Diffusion in latent space".
 """
