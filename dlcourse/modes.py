@@ -79,21 +79,23 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         # for budget_s seconds (steps = budget_s x the speed measured over speed_steps steps). n_train: images encoded
         # once; n_scale: images whose latents measure the scaling factor; n_psnr: held-out images for the PSNR;
         # eval_resolution: the feature net's resolution for FID (samples and reals area-averaged down to it).
+        # The scaling comparison trains each latent spread for spread_steps steps (a count, not a time: the same models
+        # on any machine) with each of spread_seeds.
         "gpu": {"n_train": 20_000, "n_scale": 1000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "schedule": "cosine", "num_timesteps": 1000, "prediction_type": "v",
                 "batch_size": 128, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "budget_s": 300,
                 "speed_steps": 20, "n_eval": 2000, "sample_steps": 250, "eval_resolution": 64, "n_psnr": 1000,
-                "n_show": 8, "seed": 0},
+                "n_show": 8, "spread_steps": 2000, "spread_seeds": (0, 1, 2), "seed": 0},
         "cpu": {"n_train": 5000, "n_scale": 500, "base_channels": 32, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 1, "schedule": "cosine", "num_timesteps": 1000, "prediction_type": "v",
                 "batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "ema_decay": 0.995, "budget_s": 60,
                 "speed_steps": 5, "n_eval": 200, "sample_steps": 20, "eval_resolution": 32, "n_psnr": 200,
-                "n_show": 8, "seed": 0},
+                "n_show": 8, "spread_steps": 300, "spread_seeds": (0, 1, 2), "seed": 0},
         "smoke": {"n_train": 32, "n_scale": 16, "base_channels": 16, "channel_mults": (1, 2, 2),
                   "num_res_blocks": 1, "schedule": "cosine", "num_timesteps": 1000, "prediction_type": "v",
                   "batch_size": 8, "lr": 5e-4, "warmup_steps": 1, "ema_decay": 0.995, "budget_s": 1,
                   "speed_steps": 1, "n_eval": 16, "sample_steps": 4, "eval_resolution": 32, "n_psnr": 8,
-                  "n_show": 4, "seed": 0},
+                  "n_show": 4, "spread_steps": 2, "spread_seeds": (0, 1), "seed": 0},
     },
     "06_classifier_free_guidance": {
         # The guidance sweep samples per_prompt images for each of n_prompts full captions at every scale (same noise

@@ -84,14 +84,14 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
                      "rank", "num_timesteps"), _COUNT),
     # step counts and repetitions
     **dict.fromkeys(("steps", "hand_steps", "sample_steps", "few_steps", "prompt_steps", "num_steps", "class_steps",
-                     "lora_steps", "db_steps", "lr_steps", "speed_steps", "detector_steps", "timing_iters",
-                     "budget_s"), _COUNT),
+                     "lora_steps", "db_steps", "lr_steps", "speed_steps", "spread_steps", "detector_steps",
+                     "timing_iters", "budget_s"), _COUNT),
     # counts of images, samples, prompts; batch sizes
     **dict.fromkeys(("n_train", "n_test", "n_eval", "n_small", "n_chain", "n_images", "n_show", "n_x0_error",
                      "n_interpolate", "n_scale", "n_psnr", "n_prompts", "per_prompt", "n_heldout_prompts",
                      "n_negative", "n_instance", "n_class", "n_drift", "n_latent", "detector_n_train",
                      "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch"), _COUNT),
-    **dict.fromkeys(("seed", "warmup_steps", "t_probe"), _INDEX),
+    **dict.fromkeys(("seed", "spread_seeds", "warmup_steps", "t_probe"), _INDEX),
     **dict.fromkeys(("lr", "lr_ti", "lr_lora", "lr_dreambooth", "db_lr", "lr_ok", "lr_high"), _LR),
     **dict.fromkeys(("p_name", "p_uncond"), _PROBABILITY),
     "strengths": _PROBABILITY,  # img2img strength: the fraction of the schedule re-noised
@@ -107,7 +107,8 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     "gradient_checkpointing": _needs("True or False", lambda v: isinstance(v, bool)),
 }
 
-_NON_EMPTY = ("channel_mults", "steps", "scales", "guidance_scales", "strengths")  # tuples that need an element
+# tuples that need an element
+_NON_EMPTY = ("channel_mults", "steps", "scales", "guidance_scales", "strengths", "spread_seeds")
 _PAIRS = ("betas",)  # tuples of exactly two
 
 

@@ -151,16 +151,30 @@ def test_scaled_latents_have_unit_std_and_round_trip_shapes():
     with torch.no_grad():  # spread the latents far from unit variance, as a trained VAE's are
         vae.conv_moments.weight.mul_(7.0)
     images = Shapes(resolution=16, seed=0).batch(0, 128).images
-    space = LatentSpace.fit(vae, images)
+    space = LatentSpace.fit(vae, images, generator=torch.Generator().manual_seed(0))
     z = encode_dataset(space, Shapes(resolution=16, seed=1).batch(0, 64).images, batch_size=16)
     assert z.shape == (64, 4, 4, 4)
     assert abs(z.std().item() - 1.0) < 0.1, z.std().item()
-    unscaled = encode_dataset(LatentSpace(vae, 1.0), images)
+    unscaled = encode_dataset(LatentSpace(vae, 1.0), images, generator=torch.Generator().manual_seed(0))
     assert abs(space.scaling_factor - 1 / unscaled.std().item()) < 1e-6
     decoded = space.decode(z)
     assert decoded.shape == (64, 3, 16, 16) and decoded.min() >= -1 and decoded.max() <= 1
     with pytest.raises(ValueError, match="collapsed"):
         measure_scaling_factor(torch.zeros(4, 4, 2, 2))
+
+
+def test_encode_draws_a_sample_of_the_posterior_and_a_seeded_generator_draws_it_again():
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(**TINY))
+    images = Shapes(resolution=16, seed=0).batch(0, 64).images
+    space = LatentSpace(vae, 2.0)
+    z = space.encode(images, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(z, space.encode(images, torch.Generator().manual_seed(3)))
+    assert not torch.equal(z, space.encode(images, torch.Generator().manual_seed(4)))
+    with torch.no_grad():
+        q = vae.encode(images)
+    eps = (z / space.scaling_factor - q.mean) / q.std  # the standardised draw: N(0, 1) for a sample of q(z | x)
+    assert abs(eps.mean().item()) < 0.05 and abs(eps.std().item() - 1.0) < 0.05, (eps.mean(), eps.std())
 
 
 def test_encode_noise_denoise_decode_keeps_the_input_shape_and_range_and_never_clips_latents():
