@@ -167,8 +167,9 @@ def time_sampling(sample: Callable[[torch.Tensor], torch.Tensor], batch: int, de
 
 def sample_ours(model, schedule, steps, precision):
     return lambda noise: ddim_sample(
-        model, schedule, noise, num_steps=steps, clip_x0=(-1, 1), precision=precision, fast=True, progress=False
-    )  # clip_x0: what DDIMScheduler does by default (clip_sample=True)
+        model, schedule, noise, num_steps=steps, clip_x0=(-1, 1), timestep_spacing="leading", precision=precision,
+        fast=True, progress=False,
+    )  # clip_x0, leading: what DDIMScheduler does by default (clip_sample=True, timestep_spacing="leading")
 
 
 def sample_diffusers(model, schedule, steps, precision):

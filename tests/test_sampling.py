@@ -116,7 +116,10 @@ def test_timesteps_details():
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000, steps_offset=1)  # Stable Diffusion's setting
     scheduler.set_timesteps(50)
     assert timesteps(50, 1000, "leading", steps_offset=1).tolist() == scheduler.timesteps.tolist()
-    assert timesteps(50, 1000).tolist()[:3] == [980, 960, 940] and timesteps(50, 1000)[-1] == 0
+    assert timesteps(50, 1000, "leading").tolist()[:3] == [980, 960, 940] and timesteps(50, 1000, "leading")[-1] == 0
+    # The course's default is trailing (notebook 04): it starts at T-1 whatever the number of steps.
+    assert timesteps(50, 1000).tolist() == timesteps(50, 1000, "trailing").tolist()
+    assert timesteps(50, 1000).tolist()[:3] == [999, 979, 959] and timesteps(50, 1000)[-1] == 19
     # diffusers' "trailing" returns 62 steps ending at -1 for 61 requested; we return the 61 valid ones.
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
     scheduler.set_timesteps(61)
@@ -133,7 +136,8 @@ def test_timesteps_details():
         (dict(num_steps=0, num_timesteps=50), "positive integer"),
         (dict(num_steps=2.5, num_timesteps=50), "positive integer"),
         (dict(num_steps=10, num_timesteps=50, spacing="uniform"), "Unknown timestep spacing"),
-        (dict(num_steps=50, num_timesteps=50, steps_offset=1), "past T-1"),
+        (dict(num_steps=50, num_timesteps=50, spacing="leading", steps_offset=1), "past T-1"),
+        (dict(num_steps=10, num_timesteps=50, steps_offset=1), "got spacing 'trailing'. Pass"),  # the default
         (dict(num_steps=10, num_timesteps=50, spacing="trailing", steps_offset=1), "only applies to 'leading'"),
     ],
 )

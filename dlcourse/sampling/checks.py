@@ -167,7 +167,11 @@ def check_timesteps_args(num_steps: int, num_timesteps: int, spacing: str, steps
     if isinstance(steps_offset, bool) or not isinstance(steps_offset, numbers.Integral) or steps_offset < 0:
         raise ValueError(f"steps_offset must be a non-negative integer, got {steps_offset!r}.")
     if steps_offset and spacing != "leading":
-        raise ValueError(f"steps_offset only applies to 'leading' spacing (as in diffusers); got {spacing!r}.")
+        raise ValueError(
+            f"steps_offset only applies to 'leading' spacing (as in diffusers); got spacing {spacing!r}. "
+            "Pass spacing='leading' with it (timestep_spacing='leading' to a sampler; Stable Diffusion's setting), "
+            "or drop steps_offset."
+        )
     first = (num_steps - 1) * (num_timesteps // num_steps) + steps_offset  # the first "leading" timestep
     if first >= num_timesteps:
         raise ValueError(

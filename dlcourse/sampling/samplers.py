@@ -44,7 +44,7 @@ def ddpm_sample(
     num_steps: int | None = None,
     prediction_type: str = "eps",
     clip_x0: tuple[float, float] | None = None,
-    timestep_spacing: str = "leading",
+    timestep_spacing: str = "trailing",
     steps_offset: int = 0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
@@ -58,7 +58,9 @@ def ddpm_sample(
     (B,)) that predicts ``prediction_type`` ("eps", "v" or "x0"); a module runs in eval mode (its flags restored
     afterwards), a function is called as given. noise: (B, C, H, W), the starting x_T (so "same noise, same
     image" given the same generator seed). num_steps: None for all T steps, fewer for strided DDPM as in
-    diffusers' DDPMScheduler (see :func:`dlcourse.sampling.timesteps` for the spacings).
+    diffusers' DDPMScheduler. timestep_spacing: which num_steps timesteps, see :func:`dlcourse.sampling.timesteps`;
+    "trailing" (the default) starts at T-1, where x_T ~ N(0, I) is right; diffusers' default "leading" starts lower
+    (notebook 04 measures both). steps_offset: only with "leading" (Stable Diffusion: 1).
     clip_x0: None (no clipping: latents) or a (low, high) range for the predicted x0, (-1, 1) for images.
     generator: draws the per-step noise z (on noise's device; None uses torch's global RNG).
     callback(step_index, t, x_t, x0_pred) is called after every step with the step's input x_t and the model's
@@ -96,7 +98,7 @@ def ddim_sample(
     eta: float = 0.0,
     prediction_type: str = "eps",
     clip_x0: tuple[float, float] | None = None,
-    timestep_spacing: str = "leading",
+    timestep_spacing: str = "trailing",
     steps_offset: int = 0,
     set_alpha_to_one: bool = True,
     start_step: int = 0,
@@ -112,9 +114,10 @@ def ddim_sample(
     image is a function of ``noise`` alone (the generator is never used, which makes interpolating between two
     noises meaningful); 1 adds DDPM's posterior variance at every step.
     Each step lands on the next timestep of the sequence (the DDIM paper's sub-sequence tau, Sec. 4.2). For
-    "leading" spacing (the default) and for "trailing" with T divisible by num_steps that is t - T // num_steps,
-    so the loop equals diffusers' DDIMScheduler loop. For the other spacings DDIMScheduler still steps to
-    t - T // num_steps, which is not a visited timestep; we do not copy that (DDPMScheduler does as we do).
+    "leading" spacing and for "trailing" (the default) with T divisible by num_steps that is t - T // num_steps,
+    so the loop equals diffusers' DDIMScheduler loop with the same ``timestep_spacing``. For the other spacings
+    DDIMScheduler still steps to t - T // num_steps, which is not a visited timestep; we do not copy that
+    (DDPMScheduler does as we do).
     set_alpha_to_one: True (the default) ends on the clean image (alpha_bar = 1); False ends on alpha_bar_0, one
     tiny step short of it, as diffusers' ``DDIMScheduler(set_alpha_to_one=False)``: Stable Diffusion's setting.
     start_step: skip the first start_step timesteps of the sequence; ``noise`` is then x at timestep

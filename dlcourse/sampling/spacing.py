@@ -1,7 +1,13 @@
 """Which timesteps a sampler visits: all T of them, or num_steps of them spaced as diffusers spaces them.
 
-Taught in notebooks/04_ddim_sampling.ipynb ("Which steps?"). Timesteps are 0-indexed, t in {0, ..., T-1},
-as in diffusers and :mod:`dlcourse.schedules`.
+Taught in notebooks/04_ddim_sampling.ipynb ("Which steps?", "Leading or trailing?"). Timesteps are 0-indexed,
+t in {0, ..., T-1}, as in diffusers and :mod:`dlcourse.schedules`.
+
+The course's default is "trailing", not diffusers' "leading": with few steps, leading starts below T-1, at
+t = (S-1) * (T // S) (900 for S = 10, T = 1000). On the course's cosine schedule sqrt(alpha_bar_900) = 0.15, so
+x_t there still carries signal that the sampler's x_T ~ N(0, I) lacks, and deterministic DDIM never recovers
+(Lin et al. 2024, Sec. 3.3 and Table 2). Trailing starts at T-1 for every S. Stable Diffusion's pipeline reads
+its own "leading" spacing from its scheduler config (:mod:`dlcourse.sd`).
 """
 
 from __future__ import annotations
@@ -17,16 +23,17 @@ __all__ = ["TIMESTEP_SPACINGS", "timesteps"]
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")  # diffusers' timestep_spacing, Lin et al. 2024, Table 2
 
 
-def timesteps(num_steps: int, num_timesteps: int, spacing: str = "leading", steps_offset: int = 0) -> Tensor:
+def timesteps(num_steps: int, num_timesteps: int, spacing: str = "trailing", steps_offset: int = 0) -> Tensor:
     """The num_steps timesteps a sampler visits, in decreasing order: LongTensor (num_steps,) on the CPU.
 
     The same as diffusers' ``set_timesteps`` for each ``timestep_spacing`` (Lin et al. 2024, Table 2), with
     T = num_timesteps:
-    - "leading" (diffusers' default): k * (T // num_steps) + steps_offset for k = num_steps-1, ..., 0;
-      e.g. T=1000, 50 steps: 980, 960, ..., 0. Stable Diffusion uses steps_offset=1.
-    - "trailing": round(T - k T / num_steps) - 1 for k = 0, ..., num_steps-1; starts at T - 1 (pure noise).
+    - "trailing" (the course's default; diffusers' default is "leading"): round(T - k T / num_steps) - 1 for
+      k = 0, ..., num_steps-1; starts at T - 1 (pure noise), e.g. T=1000, 10 steps: 999, 899, ..., 99.
       diffusers' version sometimes returns one step too many, ending at -1 (e.g. T=1000, 61 steps); we keep the
       first num_steps.
+    - "leading" (diffusers' default): k * (T // num_steps) + steps_offset for k = num_steps-1, ..., 0;
+      e.g. T=1000, 10 steps: 900, 800, ..., 0. Stable Diffusion uses it with steps_offset=1.
     - "linspace": round(linspace(0, T - 1, num_steps)), reversed.
     num_steps = T gives every timestep, T-1, ..., 0, for all three.
     """
