@@ -218,7 +218,8 @@ def test_image_folder_is_resized_and_centre_cropped(tmp_path):
     Image.new("RGB", (120, 80), (255, 0, 0)).save(tmp_path / "wide.png")
     Image.new("RGB", (50, 90), (0, 0, 255)).save(tmp_path / "tall.JPG")
     (tmp_path / "notes.txt").write_text("not an image")
-    images = sd.load_image_folder(tmp_path, 32)
+    with pytest.warns(UserWarning, match="skipped 1 file.*notes.txt"):  # named, not silently dropped
+        images = sd.load_image_folder(tmp_path, 32)
     assert images.shape == (2, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
     assert images[1, 0].mean() > 0.9 and images[0, 2].mean() > 0.9  # sorted: tall.JPG (blue), wide.png (red)
 
