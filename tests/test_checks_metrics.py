@@ -70,7 +70,7 @@ def test_diversity_and_concept_rate_name_the_bad_argument():
         ({"n": 4.0}, "n must be an integer"),
         ({"seed": -1}, "seed must be an int"),
         ({"start": -1}, "start must be an int >= 0"),
-        ({"resolution": 7}, "resolution must be an int from 8 to 256"),
+        ({"resolution": 7}, "resolution must be an int from 8 to 512"),
     ],
 )
 def test_concept_examples_name_the_bad_argument(kwargs, match):
@@ -86,7 +86,7 @@ def test_concept_examples_name_the_bad_argument(kwargs, match):
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"seed": 1.5}, "seed must be an int"),
         ({"directory": 3}, "directory must be a path"),
-        ({"resolution": 300}, "resolution must be an int from 8 to 256"),
+        ({"resolution": 600}, "resolution must be an int from 8 to 512"),
     ],
 )
 def test_load_concept_detector_names_the_bad_argument_before_training(kwargs, match, tmp_path):
