@@ -32,13 +32,7 @@ CONFIG = TrainConfig(steps=4, batch_size=4, lr=1e-3, warmup_steps=1, log_every=1
 QUIET = {"device": "cpu", "progress": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass
