@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from dlcourse.argument_checks import check_device
 from dlcourse.data.captions import captions_from_attributes
 from dlcourse.data.world import ATTRIBUTES
-from dlcourse.models.checks import (
+from dlcourse.models.text_checks import (
     check_from_unconditional,
     check_prompt_words,
     check_prompts,
