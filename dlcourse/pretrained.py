@@ -13,6 +13,7 @@ notebooks/06_classifier_free_guidance.ipynb are cached the same way.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcourse.checkpoints import cache_path
+from dlcourse.checkpoints import cache_path, load_weights
 from dlcourse.data import Shapes, parse_caption, partial_captions
 from dlcourse.models import VAE, TextConditionedUNet, TextEncoder, Tokenizer, UNet, UNetConfig, VAEConfig, VAELoss
 from dlcourse.modes import Settings, settings
+from dlcourse.recipes import RELEASES
+from dlcourse.releases import load_release, matching_release, release_recipe, shipped
 from dlcourse.runtime import get_device
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig, TrainResult, train
@@ -36,9 +39,14 @@ __all__ = [
     "ddpm_checkpoint_path",
     "ddpm_train_config",
     "ddpm_unet_config",
+    "released_ddpm",
+    "released_text2img",
     "shapes_ddpm",
     "shapes_text2img",
     "shapes_vae",
+    "train_ddpm",
+    "train_text2img",
+    "train_vae",
     "vae_config",
 ]
 
@@ -81,6 +89,7 @@ def ddpm_train_config(recipe: Settings) -> TrainConfig:
         lr=recipe.lr,
         betas=tuple(recipe.get("betas", TrainConfig.betas)),  # a list from an override becomes a tuple
         warmup_steps=recipe.warmup_steps,
+        lr_decay=recipe.lr_decay,
         ema_decay=recipe.ema_decay,
         prediction_type=recipe.get("prediction_type", "eps"),
         p_uncond=recipe.get("p_uncond", 0.0),
@@ -95,19 +104,38 @@ def ddpm_checkpoint_path(name: str, recipe: Settings) -> Path:
 
 
 def shapes_ddpm(
-    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
+    mode: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    released: bool | None = None,
+    **overrides: Any,
 ) -> TrainedDDPM:
-    """The unconditional DDPM on Shapes of notebook 03 (recipe ``"ddpm_shapes"``): loaded, or trained now.
+    """The unconditional DDPM on Shapes of notebook 03 (recipe ``"ddpm_shapes"``): released, loaded, or trained now.
 
     mode: whose sizes to use (default: the current run mode). overrides: recipe entries to replace, e.g.
     ``shapes_ddpm(prediction_type="eps", schedule="linear")`` for the eps model on DDPM's own schedule; an
     unknown name raises a ValueError listing the recipe's entries. Each combination trains and caches its own
     checkpoint (the file name hashes the whole recipe), so a comparison never loads the wrong model.
+    released: None (default) uses the released weights shipped with dlcourse (:mod:`dlcourse.releases`, the same
+    recipe trained longer) where one stands in for the recipe asked for, which happens in cpu mode only; False
+    trains (or loads the cached run of) the recipe itself; True insists on a release (a ValueError if none fits).
     Training takes minutes on a GPU the first time; afterwards this loads ``data/checkpoints/ddpm_shapes-*.pt``.
     A corrupt checkpoint or one from another run raises :class:`~dlcourse.checkpoints.CheckpointError`, never
     a silently different model.
     """
     recipe = settings("ddpm_shapes", mode, **overrides)
+    name = _release_for("ddpm_shapes", recipe, released)
+    if name is not None:
+        return released_ddpm(name, device)
+    return train_ddpm(recipe, device, progress)
+
+
+def train_ddpm(
+    recipe: Settings, device: str | torch.device | None = None, progress: bool = True, until: int | None = None
+) -> TrainedDDPM:
+    """Train (or load, or continue) the DDPM of ``recipe`` with its checkpoint in ``data/checkpoints/``.
+    until: stop after this step (a piece of a long run, see :func:`~dlcourse.training.train`)."""
     device = get_device(device)
     schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
     data = Shapes(resolution=recipe.resolution, seed=recipe.seed, device=device).batch(0, recipe.n_train).images
@@ -118,10 +146,20 @@ def shapes_ddpm(
         schedule,
         ddpm_train_config(recipe),
         checkpoint_path=ddpm_checkpoint_path("ddpm_shapes", recipe),
+        until=until,
         device=device,
         progress=progress,
     )
     return TrainedDDPM(result.ema_model, result.model, schedule, recipe.prediction_type, result, recipe)
+
+
+def released_ddpm(name: str = "ddpm_shapes", device: str | torch.device | None = None) -> TrainedDDPM:
+    """A released DDPM (:data:`dlcourse.recipes.RELEASES`) from the weights shipped with dlcourse."""
+    recipe = release_recipe(name)
+    release = load_release(name)
+    model, raw = (_loaded(UNet(ddpm_unet_config(recipe)), weights, name, device) for weights in (release.ema, release.raw))
+    schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
+    return TrainedDDPM(model, raw, schedule, recipe.prediction_type, _result(raw, release), recipe)
 
 
 @dataclass
@@ -145,12 +183,31 @@ def vae_config(recipe: Settings) -> VAEConfig:
 
 
 def shapes_vae(
-    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
+    mode: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    released: bool | None = None,
+    **overrides: Any,
 ) -> TrainedVAE:
     """The KL autoencoder of notebook 05 (recipe ``"vae_shapes"``), trained on Shapes by the course's loop with
-    :class:`~dlcourse.models.VAELoss` (no noise schedule): loaded from ``data/checkpoints/vae_shapes-*.pt``, or
-    trained now. A checkpoint of another recipe is refused with the settings that differ, never loaded."""
+    :class:`~dlcourse.models.VAELoss` (no noise schedule): the released weights in cpu mode (``released`` as for
+    :func:`shapes_ddpm`), else loaded from ``data/checkpoints/vae_shapes-*.pt``, or trained now. A checkpoint of
+    another recipe is refused with the settings that differ, never loaded."""
     recipe = settings("vae_shapes", mode, **overrides)
+    name = _release_for("vae_shapes", recipe, released)
+    if name is not None:
+        release = load_release(name)
+        recipe = release_recipe(name)
+        raw = _loaded(VAE(vae_config(recipe)), release.raw, name, device)
+        return TrainedVAE(_loaded(VAE(vae_config(recipe)), release.ema, name, device), _result(raw, release), recipe)
+    return train_vae(recipe, device, progress)
+
+
+def train_vae(
+    recipe: Settings, device: str | torch.device | None = None, progress: bool = True, until: int | None = None
+) -> TrainedVAE:
+    """Train (or load, or continue) the autoencoder of ``recipe``; until: as for :func:`train_ddpm`."""
     device = get_device(device)
     data = Shapes(resolution=recipe.resolution, seed=recipe.seed, device=device).batch(0, recipe.n_train).images
     result = train(
@@ -160,11 +217,11 @@ def shapes_vae(
         ddpm_train_config(recipe),
         loss_fn=VAELoss(kl_weight=recipe.kl_weight, reconstruction=recipe.reconstruction),
         checkpoint_path=ddpm_checkpoint_path("vae_shapes", recipe),
+        until=until,
         device=device,
         progress=progress,
     )
     return TrainedVAE(result.ema_model, result, recipe)
-
 
 
 @dataclass
@@ -188,29 +245,53 @@ class TrainedText2Image:
 
 
 def shapes_text2img(
-    mode: str | None = None, device: str | torch.device | None = None, progress: bool = True, **overrides: Any
+    mode: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    released: bool | None = None,
+    **overrides: Any,
 ) -> TrainedText2Image:
-    """The text-conditioned model of notebook 06 (recipe ``"text_shapes"``): loaded, or trained now.
+    """The text-conditioned model of notebook 06 (recipe ``"text_shapes"``): released, loaded, or trained now.
 
-    It starts from notebook 03's unconditional model (:func:`shapes_ddpm`, loaded or trained first) with
+    It starts from notebook 03's unconditional model (:func:`shapes_ddpm`, the released one in cpu mode) with
     cross-attention added at zero (:meth:`~dlcourse.models.TextConditionedUNet.from_unconditional`) and a new
     text encoder, and trains on captions of Shapes images (each names size, colour and position with probability
     ``p_name``; held-out colour-shape pairs are left out), with prompt dropout (``p_uncond``) so that one network
     also predicts for the empty prompt. The checkpoint's name hashes both recipes, so another starting model
-    trains its own text model.
+    trains its own text model. released: as for :func:`shapes_ddpm` (False also trains the starting model).
     """
     recipe = settings("text_shapes", mode, **overrides)
-    base = shapes_ddpm(mode, device, progress)
+    name = _release_for("text_shapes", recipe, released)
+    if name is not None:
+        return released_text2img(name, device)
+    return train_text2img(recipe, shapes_ddpm(mode, device, progress, released=released), device, progress)
+
+
+def _text_model(recipe: Settings, base: nn.Module) -> tuple[Tokenizer, TextConditionedUNet]:
+    """The tokenizer and the text-conditioned U-Net of ``recipe`` around ``base`` (its cross-attention at zero)."""
+    tokenizer = Tokenizer.for_shapes(recipe.max_length)
+    text_encoder = TextEncoder(len(tokenizer), recipe.max_length, recipe.text_dim, recipe.text_depth, recipe.text_heads)
+    return tokenizer, TextConditionedUNet.from_unconditional(base, text_encoder)
+
+
+def train_text2img(
+    recipe: Settings,
+    base: TrainedDDPM,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    until: int | None = None,
+) -> TrainedText2Image:
+    """Train (or load, or continue) the text model of ``recipe`` from ``base`` (its EMA weights); until: as for
+    :func:`train_ddpm`."""
     device = get_device(device)
     holdout = [parse_caption(pair) for pair in recipe.holdout]
     batch = Shapes(resolution=base.recipe.resolution, seed=recipe.seed, holdout=holdout, device=device)
     batch = batch.batch(0, recipe.n_train)
-    tokenizer = Tokenizer.for_shapes(recipe.max_length)
+    tokenizer, model = _text_model(recipe, base.model)
     captions = partial_captions(batch.attributes, recipe.p_name, torch.Generator().manual_seed(recipe.seed))
     ids, mask = tokenizer.encode(captions, device)
     null_ids, null_mask = tokenizer.encode("", device)  # the empty prompt: the unconditional input
-    text_encoder = TextEncoder(len(tokenizer), recipe.max_length, recipe.text_dim, recipe.text_depth, recipe.text_heads)
-    model = TextConditionedUNet.from_unconditional(base.model, text_encoder)
     result = train(
         model,
         {"x0": batch.images, "ids": ids, "mask": mask},
@@ -218,9 +299,56 @@ def shapes_text2img(
         dataclasses.replace(ddpm_train_config(recipe), prediction_type=base.prediction_type),
         null_condition={"ids": null_ids[0], "mask": null_mask[0]},
         checkpoint_path=cache_path("text_shapes", dict(recipe) | {"base": dict(base.recipe)}),
+        until=until,
         device=device,
         progress=progress,
     )
     return TrainedText2Image(
         result.ema_model, result.model, tokenizer, base.schedule, base.prediction_type, holdout, result, recipe
     )
+
+
+def released_text2img(name: str = "text_shapes", device: str | torch.device | None = None) -> TrainedText2Image:
+    """A released text model from the weights shipped with dlcourse; its base is the release its manifest names."""
+    recipe = release_recipe(name)
+    release = load_release(name)
+    base = released_ddpm(release.entry["base_release"], device)
+    models = []
+    for weights in (release.ema, release.raw):
+        _, model = _text_model(recipe, copy.deepcopy(base.model))
+        models.append(_loaded(model, weights, name, device))
+    holdout = [parse_caption(pair) for pair in recipe.holdout]
+    tokenizer = Tokenizer.for_shapes(recipe.max_length)
+    result = _result(models[1], release)
+    return TrainedText2Image(
+        models[0], models[1], tokenizer, base.schedule, base.prediction_type, holdout, result, recipe
+    )
+
+
+def _release_for(recipe_name: str, recipe: Settings, released: bool | None) -> str | None:
+    """The release to load for ``recipe`` under the ``released`` argument, or None to train."""
+    if released is False:
+        return None
+    name = matching_release(recipe_name, recipe)
+    if name is not None and shipped(name):
+        return name
+    if released:
+        reason = "no release stands in for it" if name is None else f"release {name!r} is not shipped (or stale)"
+        raise ValueError(
+            f"released=True, but {reason}: the releases are cpu recipes ({sorted(RELEASES)}, dlcourse.recipes), "
+            f"asked for {recipe!r}. "
+            "Pass released=None to train where no release fits, or run `make release-models`."
+        )
+    return None
+
+
+def _loaded(model: nn.Module, weights: dict[str, torch.Tensor], name: str, device: Any) -> nn.Module:
+    """``model`` with a release's weights (float16 on disk, the model's dtype here), on the device, in eval mode."""
+    load_weights(model, weights, source=f"release {name!r}")
+    return model.to(get_device(device)).eval()
+
+
+def _result(raw: nn.Module, release: Any) -> TrainResult:
+    """What train() would return on loading a finished run: its steps and loss history, no time spent here."""
+    steps = release.entry["steps"]
+    return TrainResult(raw, None, release.loss_history, steps, steps, 0.0, 0.0)

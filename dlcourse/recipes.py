@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RECIPES"]
+__all__ = ["RECIPES", "RELEASES"]
 
 # Shared artifacts: models trained in one notebook and reused by later ones (see dlcourse.pretrained).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
@@ -22,28 +22,28 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu": {"resolution": 32, "n_train": 50_000, "base_channels": 64, "channel_mults": (1, 2, 2),
                 "num_res_blocks": 2, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
                 "prediction_type": "v", "steps": 8000, "batch_size": 128, "lr": 3e-4, "betas": (0.9, 0.999),
-                "warmup_steps": 200, "ema_decay": 0.999, "seed": 0},
+                "warmup_steps": 200, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
         "cpu": {"resolution": 24, "n_train": 10_000, "base_channels": 16, "channel_mults": (1, 2, 4),
                 "num_res_blocks": 1, "attention_resolutions": (6,), "schedule": "cosine", "num_timesteps": 1000,
                 "prediction_type": "v", "steps": 4800, "batch_size": 32, "lr": 2e-3, "betas": (0.9, 0.99),
-                "warmup_steps": 50, "ema_decay": 0.995, "seed": 0},
+                "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
         "smoke": {"resolution": 32, "n_train": 64, "base_channels": 16, "channel_mults": (1, 2, 2),
                   "num_res_blocks": 1, "attention_resolutions": (8,), "schedule": "cosine", "num_timesteps": 1000,
                   "prediction_type": "v", "steps": 4, "batch_size": 8, "lr": 5e-4, "betas": (0.9, 0.999),
-                  "warmup_steps": 2, "ema_decay": 0.995, "seed": 0},
+                  "warmup_steps": 2, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
     },
     "vae_shapes": {
         # The KL autoencoder of notebook 05: 64-px Shapes -> 16x16x4 latents (f = 4), KL weight 1e-6 as in LDM, MSE
         # reconstruction (held-out PSNR 33.7 dB against L1's 24.3 dB; docs/experiments.md).
         "gpu": {"resolution": 64, "n_train": 20_000, "latent_channels": 4, "base_channels": 64,
                 "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "seed": 0},
+                "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
         "cpu": {"resolution": 64, "n_train": 5_000, "latent_channels": 4, "base_channels": 16,
                 "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                "steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50, "ema_decay": 0.99, "seed": 0},
+                "steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
         "smoke": {"resolution": 64, "n_train": 32, "latent_channels": 4, "base_channels": 8,
                   "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                  "steps": 3, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "ema_decay": 0.99, "seed": 0},
+                  "steps": 3, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
     },
     "text_shapes": {
         # The text-to-image model of notebook 06: notebook 03's U-Net ("ddpm_shapes", same mode) plus cross-attention
@@ -55,13 +55,13 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # What was tried and measured: docs/experiments.md.
         "gpu": {"n_train": 50_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 128, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 4000,
-                "batch_size": 128, "lr": 5e-4, "warmup_steps": 100, "ema_decay": 0.999, "seed": 0},
+                "batch_size": 128, "lr": 5e-4, "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
         "cpu": {"n_train": 10_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 64, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 2400,
-                "batch_size": 48, "lr": 1e-3, "warmup_steps": 50, "ema_decay": 0.995, "seed": 0},
+                "batch_size": 48, "lr": 1e-3, "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
         "smoke": {"n_train": 64, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                   "p_name": 0.8, "text_dim": 16, "text_depth": 1, "text_heads": 2, "p_uncond": 0.1, "steps": 3,
-                  "batch_size": 8, "lr": 5e-4, "warmup_steps": 1, "ema_decay": 0.995, "seed": 0},
+                  "batch_size": 8, "lr": 5e-4, "warmup_steps": 1, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
     },
     "feature_net_shapes": {
         # The classifier whose features FID/KID compare (dlcourse.metrics.load_feature_net): 100% on every
@@ -70,4 +70,27 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {"n_train": 10_000, "n_test": 2_000, "steps": 600},
         "smoke": {"n_train": 256, "n_test": 64, "steps": 10},
     },
+}
+
+# The released models (dlcourse/weights/, made by `make release-models` with tools/release_models.py): each is a recipe
+# above in cpu mode, with `variant` (which model of that recipe) and `training` (how much longer it trains) applied. A
+# notebook in cpu mode that asks for the recipe with the variant's values gets the released weights (dlcourse.releases).
+# Only the length and what a long run needs (cosine learning-rate decay, a slower EMA) change, never the architecture
+# or the data, so a released model stands in for the one the notebook would train. The manifest holds each one's
+# measured figures; what was tried: docs/experiments.md.
+RELEASES: dict[str, dict[str, Any]] = {
+    # notebook 03's v-model, 5x the cpu recipe's steps
+    "ddpm_shapes": {"recipe": "ddpm_shapes", "variant": {},
+                    "training": {"steps": 24_000, "lr_decay": "cosine", "ema_decay": 0.999}},
+    # the eps models notebooks 03 and 09 compare with it, at the cpu recipe's length (the comparison is at equal
+    # budget), released so that notebook 03 trains one model on the page, not three
+    "ddpm_shapes_eps_cosine": {"recipe": "ddpm_shapes", "variant": {"prediction_type": "eps"}, "training": {}},
+    "ddpm_shapes_eps_linear": {"recipe": "ddpm_shapes", "variant": {"prediction_type": "eps", "schedule": "linear"},
+                               "training": {}},
+    # notebook 05's autoencoder, 10x the cpu recipe's steps
+    "vae_shapes": {"recipe": "vae_shapes", "variant": {},
+                   "training": {"steps": 4000, "lr_decay": "cosine", "ema_decay": 0.999}},
+    # notebook 06's text-to-image model, 5x the cpu recipe's steps, from the released "ddpm_shapes"
+    "text_shapes": {"recipe": "text_shapes", "variant": {},
+                    "training": {"steps": 12_000, "lr_decay": "cosine", "ema_decay": 0.999}},
 }

@@ -101,6 +101,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     "schedule": _refused_by(_schedule),
     "prediction_type": _refused_by(_prediction_type),
     "reconstruction": _refused_by(_reconstruction),
+    "lr_decay": _needs("'constant' or 'cosine'", lambda v: v in ("constant", "cosine")),
     "holdout": _refused_by(_caption),  # each a colour-shape pair, e.g. "red triangle"
     "model_id": _needs("a non-empty model id or folder, or None for the toy components",
                        lambda v: v is None or (isinstance(v, str) and v.strip() != "")),

@@ -72,6 +72,21 @@ def check_fast(device: torch.device, world_size: int) -> None:
         )
 
 
+def check_until(until: Any, config: TrainConfig, checkpoint_path: str | Path | None) -> int:
+    """``train(until=...)`` stops a run early at a step: a positive int, with a checkpoint to continue from.
+    Returns the last step this call trains (config.steps when until is None)."""
+    if until is None:
+        return config.steps
+    if isinstance(until, bool) or not isinstance(until, int) or until < 1:
+        raise ValueError(f"until must be a positive step number (or None: all {config.steps} steps), got {until!r}.")
+    if checkpoint_path is None:
+        raise ValueError(
+            f"until={until} trains a piece of a run, which a later call continues from its checkpoint: pass "
+            "checkpoint_path too."
+        )
+    return min(until, config.steps)
+
+
 def check_inputs(
     model: nn.Module,
     data: Tensor | Mapping[str, Tensor],

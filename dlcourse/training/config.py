@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from dlcourse.ema import EMA
 from dlcourse.parameterization import check_prediction_type
 
-__all__ = ["LossTerm", "TrainConfig", "TrainResult", "learning_rate"]
+__all__ = ["LR_DECAYS", "LossTerm", "TrainConfig", "TrainResult", "learning_rate"]
+
+LR_DECAYS = ("constant", "cosine")
 
 
 @dataclass
@@ -30,6 +32,8 @@ class TrainConfig:
     lr, weight_decay, betas: AdamW's (DDPM: 2e-4, no weight decay, Adam's default betas (0.9, 0.999)); a lower
         beta2 forgets old gradient scales sooner (the cpu recipe of notebook 03 uses 0.99, see dlcourse.recipes).
     warmup_steps: the learning rate grows linearly over these steps (DDPM: 5,000), see :func:`learning_rate`.
+    lr_decay: after the warm-up, "constant" (DDPM) or "cosine": down to 0 at the last step along half a cosine
+        (Loshchilov & Hutter 2017), what a long run needs to settle (the released models, dlcourse.releases).
     grad_clip: clip the gradient norm to this (DDPM: 1.0); None for no clipping.
     ema_decay, ema_warmup: the EMA of the weights (see :mod:`dlcourse.ema`); warm-up matters for short runs.
     prediction_type: "eps" (DDPM), "v" or "x0".
@@ -46,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
+    lr_decay: str = "constant"
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True
@@ -70,6 +75,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}.")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0 (DDPM uses 2e-4), got {self.lr!r}.")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"TrainConfig.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}.")
         if not self.weight_decay >= 0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
         betas = self.betas
@@ -125,7 +132,7 @@ class TrainResult:
         ranks > 0.
     loss_history: one float per step since step 1, the batch-mean loss with its terms (the mean over processes
         under DDP).
-    steps: steps done in total (config.steps); start_step: where this call started (0, or a checkpoint's step).
+    steps: steps done in total (config.steps, or train()'s until); start_step: where this call started (0, or a checkpoint's step).
     seconds: wall time of this call's steps; images_per_second: examples (of every term) trained on by all
         processes per second.
     """
@@ -154,10 +161,15 @@ class TrainResult:
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
-    """The learning rate of step ``step`` (1-based): linear warm-up to ``config.lr``, then constant.
+    """The learning rate of step ``step`` (1-based): linear warm-up to ``config.lr``, then constant or cosine decay.
 
-    lr_step = lr * min(1, step / warmup_steps) (Ho et al. 2020, App. B: 5,000 warm-up steps).
+    warm-up: lr_step = lr * min(1, step / warmup_steps) (Ho et al. 2020, App. B: 5,000 warm-up steps);
+    cosine decay after it: lr_step = lr * (1 + cos(pi * (step - warmup_steps) / (steps - warmup_steps))) / 2
+    (Loshchilov & Hutter 2017, Eq. 5 with eta_min = 0), which reaches 0 at the last step.
     """
-    if config.warmup_steps == 0:
+    if step < config.warmup_steps:
+        return config.lr * step / config.warmup_steps
+    if config.lr_decay == "constant" or config.steps <= config.warmup_steps:
         return config.lr
-    return config.lr * min(1.0, step / config.warmup_steps)
+    progress = (step - config.warmup_steps) / (config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -26,7 +26,7 @@ from dlcourse.ema import EMA
 from dlcourse.runtime import Precision, select_precision
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Source, draw_batch
-from dlcourse.training.checks import check_fast, check_finite, check_inputs
+from dlcourse.training.checks import check_fast, check_finite, check_inputs, check_until
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
 from dlcourse.training.distributed import distributed, mean_over_processes
 from dlcourse.training.graphed import GraphedTrainStep
@@ -52,6 +52,7 @@ def train(
     extra_terms: Sequence[LossTerm] = (),
     data_range: tuple[float, float] | None = (-1.0, 1.0),
     checkpoint_path: str | Path | None = None,
+    until: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision | None = None,
     progress: bool = True,
@@ -79,6 +80,9 @@ def train(
     extra_terms: :class:`~dlcourse.training.LossTerm` objects; each adds weight * its loss on its own batch.
     data_range: the range x0 must lie in: (-1, 1) for images; None skips the check (latents).
     checkpoint_path: where to save checkpoints; if the file exists, training resumes from it.
+    until: stop after this step, with a checkpoint, and return (a piece of a long run: a later call with the same
+        config continues it bit for bit, and the learning-rate schedule still spans config.steps); None: run to
+        config.steps.
     device: default :func:`~dlcourse.runtime.get_device` (under torchrun with CUDA: cuda:LOCAL_RANK).
     precision: default :func:`~dlcourse.runtime.select_precision` for the device (bf16, fp16 + GradScaler, fp32).
     progress: show a tqdm progress bar (rank 0 only) with the mean loss since the last log point.
@@ -91,6 +95,7 @@ def train(
     NaN/inf, and CheckpointError when checkpoint_path holds a corrupt file or another run's checkpoint.
     """
     config = TrainConfig() if config is None else config
+    last = check_until(until, config, checkpoint_path)
     with distributed(device) as (rank, world_size, device):
         if isinstance(encode, nn.Module):
             encode.to(device).eval()
@@ -180,7 +185,7 @@ def train(
             losses = torch.zeros(config.steps, device=device)  # loss of each step, read back at log points only
             logged = start
             begin = time.perf_counter()
-            for step in range(start + 1, config.steps + 1):  # steps are counted from 1
+            for step in range(start + 1, last + 1):  # steps are counted from 1
                 if graphed is None:
                     for group in run.optimizer.param_groups:
                         group["lr"] = learning_rate(step, config)  # linear warm-up
@@ -189,8 +194,8 @@ def train(
                     loss = graphed(step)  # the same step, replayed from a CUDA graph (checked, falls back)
                 losses[step - 1] = loss  # stays on the device: no host sync per step
 
-                save = checkpoint_path is not None and (step % config.checkpoint_every == 0 or step == config.steps)
-                if save or step % config.log_every == 0 or step == config.steps:
+                save = checkpoint_path is not None and (step % config.checkpoint_every == 0 or step == last)
+                if save or step % config.log_every == 0 or step == last:
                     new = mean_over_processes(losses[logged:step], world_size)  # the host sync
                     check_finite(new, logged, checkpoint_path)
                     run.history += new
@@ -203,12 +208,12 @@ def train(
             run.optimizer.zero_grad(set_to_none=True)  # the last step's gradients (a graph's static ones) freed
 
 
-    examples = (config.steps - start) * (main.batch_size + sum(term.batch_size for term in terms)) * world_size
+    examples = max(0, last - start) * (main.batch_size + sum(term.batch_size for term in terms)) * world_size
     return TrainResult(
         model=model.eval(),
         ema=run.ema,
         loss_history=run.history,
-        steps=config.steps,
+        steps=max(start, last),
         start_step=start,
         seconds=seconds,
         images_per_second=examples / seconds if examples else 0.0,
