@@ -7,6 +7,8 @@
 #                Python 3.12 with the newest release of every dependency pip resolves (what Colab's setup cell
 #                installs over); upgraded on every run, not part of `make test` or CI
 #   make course  execute every notebook at this machine's settings; report in build/course/report.md
+#   make release-models  train the released models of dlcourse/weights/ from scratch and measure them (hours on a
+#                2-core CPU; resumable: run it again after an interruption; tools/release_models.py)
 #   make gpu-figures  on a CUDA GPU: the GPU-only tests, the benchmarks and every notebook at gpu settings
 #                (tools/gpu_checks.sh; NOTEBOOKS="03 04" for some); summary in build/gpu/summary.txt, the notebooks
 #                that ran copied into executed/
@@ -21,7 +23,7 @@ PY_LATEST := $(VENV_LATEST)/bin/python
 # Jupyter refuses to run as root unless told to (containers, some cloud VMs).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-latest course gpu-figures clean
+.PHONY: lab test test-latest course release-models gpu-figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +49,9 @@ test-latest:
 
 course: $(STAMP)
 	$(PY) tools/run_course.py --out build/course
+
+release-models: $(STAMP)
+	$(PY) tools/release_models.py all
 
 # The checks' exit status (a failed test, say) is kept, after the notebooks that did run are copied into executed/.
 gpu-figures: $(STAMP)

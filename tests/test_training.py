@@ -158,8 +158,18 @@ def test_learning_rate_warms_up_linearly():
     assert learning_rate(1, replace(config, warmup_steps=0)) == 1e-3
 
 
+def test_cosine_decay_follows_half_a_cosine_after_the_warm_up():
+    config = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, lr_decay="cosine")
+    # warm-up as before, then lr (1 + cos(pi (step - 10) / 100)) / 2: lr at 10, lr / 2 half-way, 0 at the last step
+    assert [learning_rate(s, config) for s in (5, 10, 60, 110)] == pytest.approx([5e-4, 1e-3, 5e-4, 0.0], abs=1e-12)
+    assert learning_rate(35, config) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    rates = [learning_rate(s, config) for s in range(10, 111)]
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))  # falls at every step
+    assert learning_rate(60, replace(config, lr_decay="constant")) == 1e-3
+
+
 def test_train_config_refuses_bad_settings():
-    for bad in ({"lr": 0.0}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0},
+    for bad in ({"lr": 0.0}, {"lr_decay": "linear"}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0},
                 {"betas": (0.9, 1.0)}, {"betas": [0.9, 0.99]}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
@@ -305,6 +315,31 @@ def test_train_6_then_resume_to_12_equals_train_12(tmp_path, shapes16, reference
     # the model train() returns carries the same weights as the checkpoint
     assert_same(result.model.state_dict(), reference_run["model"], "returned model")
     assert_same(result.ema.state_dict(), reference_run["ema"], "returned EMA")
+
+
+def test_a_run_in_pieces_with_until_equals_the_whole_run(tmp_path, shapes16, reference_run):
+    path = tmp_path / "run.pt"
+    config = replace(RESUME_CONFIG, lr_decay="cosine")
+    whole = tmp_path / "whole.pt"
+    train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), config, checkpoint_path=whole, **QUIET)
+    for until, done in ((5, 5), (9, 9), (30, 12)):  # past the last step: stops at config.steps
+        result = train(tiny_unet(dropout=0.1), shapes16, linear_schedule(), config, checkpoint_path=path,
+                       until=until, **QUIET)
+        assert result.steps == done and load_checkpoint(path)["step"] == done
+    final, expected = load_checkpoint(path), load_checkpoint(whole)
+    for key in ("model", "ema", "optimizer", "loss_history", "rng"):
+        assert_same(final[key], expected[key], key)
+    # the decay spans config.steps whatever the pieces: the run differs from the constant-rate one
+    assert not torch.equal(final["model"]["conv_out.weight"], reference_run["model"]["conv_out.weight"])
+
+
+def test_until_needs_a_positive_step_and_a_checkpoint(tmp_path, shapes16):
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        train(tiny_unet(), shapes16, linear_schedule(), RESUME_CONFIG, until=4, **QUIET)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="until"):
+            train(tiny_unet(), shapes16, linear_schedule(), RESUME_CONFIG, until=bad, checkpoint_path=tmp_path / "r.pt",
+                  **QUIET)
 
 
 def test_half_precision_with_a_grad_scaler_trains_and_resumes(tmp_path, shapes16):
