@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -34,6 +34,7 @@ __all__ = [
     "load_or_train",
     "load_weights",
     "save_checkpoint",
+    "write_atomically",
 ]
 
 FORMAT = "dlcourse-checkpoint-v1"  # stored in every checkpoint; a file without it was not written here
@@ -45,12 +46,18 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``; returns the path."""
+    return write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it to ``path`` in one step, so a reader
+    (or a run interrupted half-way) sees the old file or the new one, never half of one; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one

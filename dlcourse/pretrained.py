@@ -157,7 +157,7 @@ def released_ddpm(name: str = "ddpm_shapes", device: str | torch.device | None =
     """A released DDPM (:data:`dlcourse.recipes.RELEASES`) from the weights shipped with dlcourse."""
     recipe = release_recipe(name)
     release = load_release(name)
-    model, raw = (_loaded(UNet(ddpm_unet_config(recipe)), weights, name, device) for weights in (release.ema, release.raw))
+    model, raw = (_loaded(UNet(ddpm_unet_config(recipe)), w, name, device) for w in (release.ema, release.raw))
     schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
     return TrainedDDPM(model, raw, schedule, recipe.prediction_type, _result(raw, release), recipe)
 

@@ -37,13 +37,16 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # reconstruction (held-out PSNR 33.7 dB against L1's 24.3 dB; docs/experiments.md).
         "gpu": {"resolution": 64, "n_train": 20_000, "latent_channels": 4, "base_channels": 64,
                 "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
+                "steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100,
+                "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
         "cpu": {"resolution": 64, "n_train": 5_000, "latent_channels": 4, "base_channels": 16,
                 "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                "steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
+                "steps": 400, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50,
+                "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
         "smoke": {"resolution": 64, "n_train": 32, "latent_channels": 4, "base_channels": 8,
                   "channel_mults": (1, 2, 2), "num_res_blocks": 1, "kl_weight": 1e-6, "reconstruction": "mse",
-                  "steps": 3, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
+                  "steps": 3, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1,
+                  "lr_decay": "constant", "ema_decay": 0.99, "seed": 0},
     },
     "text_shapes": {
         # The text-to-image model of notebook 06: notebook 03's U-Net ("ddpm_shapes", same mode) plus cross-attention
@@ -55,13 +58,16 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # What was tried and measured: docs/experiments.md.
         "gpu": {"n_train": 50_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 128, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 4000,
-                "batch_size": 128, "lr": 5e-4, "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
+                "batch_size": 128, "lr": 5e-4, "warmup_steps": 100,
+                "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
         "cpu": {"n_train": 10_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 64, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 2400,
-                "batch_size": 48, "lr": 1e-3, "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+                "batch_size": 48, "lr": 1e-3, "warmup_steps": 50,
+                "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
         "smoke": {"n_train": 64, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                   "p_name": 0.8, "text_dim": 16, "text_depth": 1, "text_heads": 2, "p_uncond": 0.1, "steps": 3,
-                  "batch_size": 8, "lr": 5e-4, "warmup_steps": 1, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+                  "batch_size": 8, "lr": 5e-4, "warmup_steps": 1,
+                  "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
     },
     "feature_net_shapes": {
         # The classifier whose features FID/KID compare (dlcourse.metrics.load_feature_net): 100% on every

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dlcourse.checkpoints import CheckpointError
+from dlcourse.checkpoints import CheckpointError, write_atomically
 from dlcourse.modes import Settings, settings
 from dlcourse.recipes import RELEASES
 
@@ -115,7 +113,8 @@ def load_release(name: str, directory: str | Path | None = None) -> Release:
         )
     if entry["recipe"] != _plain(release_recipe(name)):
         raise CheckpointError(
-            f"release {name!r} was made by another recipe than dlcourse.recipes has now ({_differences(entry['recipe'], _plain(release_recipe(name)))}). "
+            f"release {name!r} was made by another recipe than dlcourse.recipes has now "
+            f"({_differences(entry['recipe'], _plain(release_recipe(name)))}). "
             "Run `make release-models` to make it again, or train the model (released=False)."
         )
     data = (folder / entry["file"]).read_bytes()
@@ -167,9 +166,10 @@ def save_release(
         "recipe_hash": recipe_hash(recipe),
         **entry,
     }
-    _write_atomically(folder / entry["file"], data)
+    write_atomically(folder / entry["file"], lambda f: f.write(data))
     manifest = read_manifest(folder) | {name: entry}
-    _write_atomically(folder / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    write_atomically(folder / "manifest.json", lambda f: f.write(text.encode()))
     return entry
 
 
@@ -187,17 +187,3 @@ def _plain(recipe: Settings) -> dict[str, Any]:
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
     return "; ".join(f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in keys)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -198,7 +198,7 @@ def test_save_release_writes_nothing_half_done(weights_dir, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(releases.os, "replace", broken)
+    monkeypatch.setattr("dlcourse.checkpoints.os.replace", broken)
     with pytest.raises(OSError, match="disk full"):
         save_release("vae_shapes", {"w": torch.ones(2)}, {"w": torch.ones(2)}, [0.1], {"steps": 1})
     assert not any(weights_dir.iterdir()) if weights_dir.exists() else True

@@ -169,7 +169,8 @@ def test_cosine_decay_follows_half_a_cosine_after_the_warm_up():
 
 
 def test_train_config_refuses_bad_settings():
-    for bad in ({"lr": 0.0}, {"lr_decay": "linear"}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0}, {"grad_clip": 0.0},
+    for bad in ({"lr": 0.0}, {"lr_decay": "linear"}, {"steps": 0}, {"batch_size": 2.5}, {"ema_decay": 1.0},
+                {"grad_clip": 0.0},
                 {"betas": (0.9, 1.0)}, {"betas": [0.9, 0.99]}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from dlcourse import Shapes, ddpm_sample, settings
-from dlcourse.data import attributes_from_captions, render
 from dlcourse.metrics import evaluate_samples, load_feature_net, prompt_adherence, psnr
 from dlcourse.pretrained import TrainedDDPM, released_ddpm, released_text2img, shapes_vae
 from dlcourse.recipes import RELEASES
@@ -126,7 +125,8 @@ def measure(name: str) -> dict[str, Any]:
         if step < release.entry["steps"]:
             curve.append({"step": step, "seconds": seconds(step), **at(load_file(str(path)))})
             print(name, json.dumps(curve[-1]), flush=True)
-    curve.append({"step": release.entry["steps"], "seconds": seconds(release.entry["steps"]), **{k: v for k, v in figures.items() if k != "raw"}})
+    final = {k: v for k, v in figures.items() if k != "raw"}
+    curve.append({"step": release.entry["steps"], "seconds": seconds(release.entry["steps"]), **final})
     entry = {k: v for k, v in release.entry.items()
              if k not in ("file", "sha256", "bytes", "dtype", "recipe", "recipe_hash")}
     entry |= {"figures": figures, "curve": curve}

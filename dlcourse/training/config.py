@@ -132,7 +132,8 @@ class TrainResult:
         ranks > 0.
     loss_history: one float per step since step 1, the batch-mean loss with its terms (the mean over processes
         under DDP).
-    steps: steps done in total (config.steps, or train()'s until); start_step: where this call started (0, or a checkpoint's step).
+    steps: steps done in total (config.steps, or train()'s until); start_step: where this call started (0, or a
+        checkpoint's step).
     seconds: wall time of this call's steps; images_per_second: examples (of every term) trained on by all
         processes per second.
     """
