@@ -55,13 +55,14 @@ __all__ = [
 class TrainedDDPM:
     """A trained denoiser and everything needed to sample from it.
 
-    model: the EMA weights (what you sample with), eval mode; raw_model: the raw weights, eval mode;
+    model: the EMA weights (what you sample with), eval mode; raw_model: the raw weights, eval mode (None for a
+    release that ships only its EMA weights: dlcourse.recipes.RELEASES, "ship_raw");
     schedule: the noise schedule it was trained with; prediction_type: "eps", "v" or "x0";
     result: the :class:`~dlcourse.training.TrainResult` (loss history, speed); recipe: the settings used.
     """
 
     model: nn.Module
-    raw_model: nn.Module
+    raw_model: nn.Module | None
     schedule: NoiseSchedule
     prediction_type: str
     result: TrainResult
@@ -157,7 +158,7 @@ def released_ddpm(name: str = "ddpm_shapes", device: str | torch.device | None =
     """A released DDPM (:data:`dlcourse.recipes.RELEASES`) from the weights shipped with dlcourse."""
     recipe = release_recipe(name)
     release = load_release(name)
-    model, raw = (_loaded(UNet(ddpm_unet_config(recipe)), w, name, device) for w in (release.ema, release.raw))
+    model, raw = (_loaded(lambda: UNet(ddpm_unet_config(recipe)), w, name, device) for w in (release.ema, release.raw))
     schedule = NoiseSchedule.from_name(recipe.schedule, recipe.num_timesteps)
     return TrainedDDPM(model, raw, schedule, recipe.prediction_type, _result(raw, release), recipe)
 
@@ -199,8 +200,8 @@ def shapes_vae(
     if name is not None:
         release = load_release(name)
         recipe = release_recipe(name)
-        raw = _loaded(VAE(vae_config(recipe)), release.raw, name, device)
-        return TrainedVAE(_loaded(VAE(vae_config(recipe)), release.ema, name, device), _result(raw, release), recipe)
+        vae, raw = (_loaded(lambda: VAE(vae_config(recipe)), w, name, device) for w in (release.ema, release.raw))
+        return TrainedVAE(vae, _result(raw, release), recipe)
     return train_vae(recipe, device, progress)
 
 
@@ -229,13 +230,14 @@ class TrainedText2Image:
     """A text-to-image model and what it takes to prompt it.
 
     model: the EMA weights, a :class:`~dlcourse.models.TextConditionedUNet` in eval mode (``model.unet`` takes
-    the context that ``model.encode_prompts`` makes); raw_model: the raw weights; tokenizer: prompts -> ids, mask;
+    the context that ``model.encode_prompts`` makes); raw_model: the raw weights (None for a release without
+    them, as for :class:`TrainedDDPM`); tokenizer: prompts -> ids, mask;
     schedule, prediction_type: as for :class:`TrainedDDPM`; holdout: the colour-shape pairs no training caption
     named, as Shapes holdout rules; result, recipe: the run and its settings.
     """
 
     model: TextConditionedUNet
-    raw_model: TextConditionedUNet
+    raw_model: TextConditionedUNet | None
     tokenizer: Tokenizer
     schedule: NoiseSchedule
     prediction_type: str
@@ -313,10 +315,8 @@ def released_text2img(name: str = "text_shapes", device: str | torch.device | No
     recipe = release_recipe(name)
     release = load_release(name)
     base = released_ddpm(release.entry["base_release"], device)
-    models = []
-    for weights in (release.ema, release.raw):
-        _, model = _text_model(recipe, copy.deepcopy(base.model))
-        models.append(_loaded(model, weights, name, device))
+    models = [_loaded(lambda: _text_model(recipe, copy.deepcopy(base.model))[1], w, name, device)
+              for w in (release.ema, release.raw)]
     holdout = [parse_caption(pair) for pair in recipe.holdout]
     tokenizer = Tokenizer.for_shapes(recipe.max_length)
     result = _result(models[1], release)
@@ -342,13 +342,18 @@ def _release_for(recipe_name: str, recipe: Settings, released: bool | None) -> s
     return None
 
 
-def _loaded(model: nn.Module, weights: dict[str, torch.Tensor], name: str, device: Any) -> nn.Module:
-    """``model`` with a release's weights (float16 on disk, the model's dtype here), on the device, in eval mode."""
+def _loaded(build: Any, weights: dict[str, torch.Tensor], name: str, device: Any) -> nn.Module | None:
+    """``build()`` with a release's weights (float16 on disk, the model's dtype here), on the device, in eval mode;
+    None where the release ships no such weights (its raw ones, say)."""
+    if not weights:
+        return None
+    model = build()
     load_weights(model, weights, source=f"release {name!r}")
     return model.to(get_device(device)).eval()
 
 
-def _result(raw: nn.Module, release: Any) -> TrainResult:
-    """What train() would return on loading a finished run: its steps and loss history, no time spent here."""
+def _result(raw: nn.Module | None, release: Any) -> TrainResult:
+    """What train() would return on loading a finished run: its steps and loss history, no time spent here (model:
+    the raw weights, None where the release does not ship them)."""
     steps = release.entry["steps"]
     return TrainResult(raw, None, release.loss_history, steps, steps, 0.0, 0.0)

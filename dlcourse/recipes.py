@@ -83,10 +83,11 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 # notebook in cpu mode that asks for the recipe with the variant's values gets the released weights (dlcourse.releases).
 # Only the length and what a long run needs (cosine learning-rate decay, a slower EMA) change, never the architecture
 # or the data, so a released model stands in for the one the notebook would train. The manifest holds each one's
-# measured figures; what was tried: docs/experiments.md.
+# measured figures; what was tried: docs/experiments.md. "ship_raw": ship the raw weights beside the EMA ones (notebook
+# 09 samples with the raw weights of notebook 03's model; the others need only the EMA weights, half the bytes).
 RELEASES: dict[str, dict[str, Any]] = {
     # notebook 03's v-model, 5x the cpu recipe's steps
-    "ddpm_shapes": {"recipe": "ddpm_shapes", "variant": {},
+    "ddpm_shapes": {"recipe": "ddpm_shapes", "variant": {}, "ship_raw": True,
                     "training": {"steps": 24_000, "lr_decay": "cosine", "ema_decay": 0.999}},
     # the eps models notebooks 03 and 09 compare with it, at the cpu recipe's length (the comparison is at equal
     # budget), released so that notebook 03 trains one model on the page, not three

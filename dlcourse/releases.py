@@ -6,7 +6,7 @@ reproduces them with tools/release_models.py); :mod:`dlcourse.pretrained` loads 
 asks for is the release's starting recipe, and trains as before everywhere else.
 
 Each release is one safetensors file (``<name>.safetensors``: the EMA weights under ``ema.``, the raw weights under
-``raw.``, in float16, and the loss of every step as ``loss_history``) and one entry in ``manifest.json``: the release
+``raw.`` where a notebook uses them (RELEASES' "ship_raw"), in float16, and the loss of every step as ``loss_history``) and one entry in ``manifest.json``: the release
 recipe and its hash, the file's sha256, steps, seed, wall time, machine, commit, and the figures measured on it.
 
 Taught in notebooks/03_ddpm_training.ipynb, section "What more compute buys: the released model".
@@ -90,7 +90,8 @@ def shipped(name: str, directory: str | Path | None = None) -> bool:
 
 @dataclass
 class Release:
-    """A shipped release, loaded: ema and raw state dicts (float16 tensors), the loss of every step, the entry."""
+    """A shipped release, loaded: ema and raw state dicts (float16 tensors; raw {} where not shipped), the loss of
+    every step, the manifest entry."""
 
     name: str
     ema: dict[str, Tensor]
@@ -145,6 +146,7 @@ def save_release(
 ) -> dict[str, Any]:
     """Write release ``name`` (weights as float16) and its manifest entry, each atomically; returns the entry.
 
+    raw: the raw weights, or {} to ship the EMA weights alone.
     entry: what to record beside the recipe, its hash, the file and its sha256 (steps, seed, wall time, machine,
     commit, figures).
     """

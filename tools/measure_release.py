@@ -89,7 +89,9 @@ def measure(name: str) -> dict[str, Any]:
     snapshots = sorted((Path("data") / "releases" / name).glob("step-*.safetensors"))
     if kind == "ddpm_shapes":
         ddpm = released_ddpm(name, "cpu")
-        figures = ddpm_figures(ddpm) | {"raw": ddpm_figures(ddpm, ddpm.raw_model)}
+        figures = ddpm_figures(ddpm)
+        if ddpm.raw_model is not None:
+            figures["raw"] = ddpm_figures(ddpm, ddpm.raw_model)
 
         def at(weights: dict) -> dict:
             model = type(ddpm.model)(ddpm.model.config)

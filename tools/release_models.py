@@ -125,7 +125,7 @@ def train(name: str, pieces: int, stop: int | None) -> None:
     if name in BASE:
         record["base_release"] = BASE[name]
         record["base_sha256"] = read_manifest()[BASE[name]]["sha256"]
-    written = save_release(name, ema, raw, result.loss_history, record)
+    written = save_release(name, ema, raw if RELEASES[name].get("ship_raw") else {}, result.loss_history, record)
     print(f"{name}: released, {written['bytes'] / 1e6:.2f} MB, {record['wall_s']:.0f} s of training", flush=True)
 
 
