@@ -6,8 +6,9 @@ reproduces them with tools/release_models.py); :mod:`dlcourse.pretrained` loads 
 asks for is the release's starting recipe, and trains as before everywhere else.
 
 Each release is one safetensors file (``<name>.safetensors``: the EMA weights under ``ema.``, the raw weights under
-``raw.`` where a notebook uses them (RELEASES' "ship_raw"), in float16, and the loss of every step as ``loss_history``) and one entry in ``manifest.json``: the release
-recipe and its hash, the file's sha256, steps, seed, wall time, machine, commit, and the figures measured on it.
+``raw.`` where a notebook uses them (RELEASES' "ship_raw"), in float16, and the loss of every step as
+``loss_history``) and one entry in ``manifest.json``: the release recipe and its hash, the file's sha256, steps,
+seed, wall time, machine, commit, and the figures measured on it.
 
 Taught in notebooks/03_ddpm_training.ipynb, section "What more compute buys: the released model".
 """

@@ -28,8 +28,8 @@ from dlcourse.runtime import Precision
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import LossTerm, TrainConfig, TrainingDiverged, TrainResult, ddpm_loss, learning_rate, train
 from dlcourse.training.batches import Examples, Source, draw_batch
-from dlcourse.training.checks import check_fast
 from dlcourse.training.graphed import WARMUP_STEPS
+from dlcourse.training.run_checks import check_fast
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"resolution": 16, "base_channels": 16, "channel_mults": (1, 2), "attention_resolutions": ()}

@@ -7,8 +7,9 @@
 - :mod:`~dlcourse.training.batches`: drawing a batch (conditions, a frozen encoder, condition dropout);
 - :mod:`~dlcourse.training.config`: :class:`TrainConfig`, :class:`LossTerm`, :class:`TrainResult`,
   :func:`learning_rate`;
-- :mod:`~dlcourse.training.trainable`, :mod:`~dlcourse.training.checks`, :mod:`~dlcourse.training.resume`,
-  :mod:`~dlcourse.training.distributed`: a parameter subset, the input checks, checkpoints, DDP;
+- :mod:`~dlcourse.training.trainable`, :mod:`~dlcourse.training.checks`, :mod:`~dlcourse.training.run_checks`,
+  :mod:`~dlcourse.training.resume`, :mod:`~dlcourse.training.distributed`: a parameter subset, the input checks, the
+  checks of the run (fast path, pieces, trainable subset, NaN), checkpoints, DDP;
 - :mod:`~dlcourse.training.graphed`: the fast path, the training step in a CUDA graph.
 
 One loop trains, without copies of it: an unconditional image model (``data`` a tensor); a conditional one
@@ -53,9 +54,9 @@ Taught in notebooks/03_ddpm_training.ipynb, sections "Algorithm 1: the loss", "A
 and "`train()`: the same loop plus engineering".
 """
 
-from dlcourse.training.checks import TrainingDiverged
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
 from dlcourse.training.loop import train
 from dlcourse.training.loss import ddpm_loss
+from dlcourse.training.run_checks import TrainingDiverged
 
 __all__ = ["LossTerm", "TrainConfig", "TrainResult", "TrainingDiverged", "ddpm_loss", "learning_rate", "train"]

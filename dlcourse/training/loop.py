@@ -26,12 +26,13 @@ from dlcourse.ema import EMA
 from dlcourse.runtime import Precision, select_precision
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Source, draw_batch
-from dlcourse.training.checks import check_fast, check_finite, check_inputs, check_until
+from dlcourse.training.checks import check_inputs
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
 from dlcourse.training.distributed import distributed, mean_over_processes
 from dlcourse.training.graphed import GraphedTrainStep
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.resume import Run, fingerprint
+from dlcourse.training.run_checks import check_fast, check_finite, check_until
 from dlcourse.training.trainable import train_only
 
 __all__ = ["train"]

@@ -1,6 +1,6 @@
 """Training a chosen subset of a model's parameters (LoRA's matrices, one embedding row, a new layer).
 
-train() checks the subset and names it first (:func:`dlcourse.training.checks.checked_trainable`);
+train() checks the subset and names it first (:func:`dlcourse.training.run_checks.checked_trainable`);
 :func:`train_only` freezes everything else for the duration of a run (``requires_grad=False``, so no gradient is
 computed or stored for it) and restores every flag afterwards. The optimiser, the gradient clipping and the EMA
 get the subset only.
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from dlcourse.training.checks import check_train_only
+from dlcourse.training.run_checks import check_train_only
 
 __all__ = ["train_only"]
 
