@@ -25,8 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from dlcourse.sampling.checks import check_guidance_w, check_guided_batch, check_guided_denoiser
 from dlcourse.sampling.denoiser import Denoiser
+from dlcourse.sampling.guidance_checks import check_guidance_w, check_guided_batch, check_guided_denoiser
 
 __all__ = ["guidance_scale_from_w", "guided_denoiser"]
 

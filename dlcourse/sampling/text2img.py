@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlcourse.sampling.checks import check_generate_inputs
 from dlcourse.sampling.guidance import guided_denoiser
+from dlcourse.sampling.guidance_checks import check_generate_inputs
 from dlcourse.sampling.samplers import ddim_sample
 from dlcourse.schedules import NoiseSchedule
 

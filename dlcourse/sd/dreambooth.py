@@ -20,8 +20,8 @@ from torch import Tensor
 
 from dlcourse.finetune.lora import lora_parameters
 from dlcourse.runtime import Precision
-from dlcourse.sd.checks import check_dreambooth, check_image_files, check_image_folder
 from dlcourse.sd.components import SDComponents
+from dlcourse.sd.finetune_checks import check_dreambooth, check_image_files, check_image_folder
 from dlcourse.sd.lora import inject_sd_lora
 from dlcourse.sd.pipeline import SDUNet, encode_images, encode_prompt
 from dlcourse.training import LossTerm, TrainConfig, TrainResult, train

@@ -20,7 +20,7 @@ from torch import nn
 from dlcourse.argument_checks import check_path
 from dlcourse.finetune.checks import check_model
 from dlcourse.finetune.lora import inject_lora, lora_layers, unmerged_lora_layers
-from dlcourse.sd.checks import check_sd_lora, check_sd_lora_file
+from dlcourse.sd.finetune_checks import check_sd_lora, check_sd_lora_file
 
 __all__ = ["SD_TARGETS", "inject_sd_lora", "load_sd_lora", "save_sd_lora"]
 
