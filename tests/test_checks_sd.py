@@ -1,5 +1,6 @@
-"""dlcourse.sd refuses bad arguments with an error that names the argument (dlcourse/sd/checks.py, finetune_checks.py), on the toy
-components of dlcourse.sd.tiny: no download. Every call here fails in its checks, before any sampling."""
+"""dlcourse.sd refuses bad arguments with an error that names the argument (dlcourse/sd/checks.py and
+finetune_checks.py), on the toy components of dlcourse.sd.tiny: no download. Every call here fails in its checks,
+before any sampling."""
 
 from __future__ import annotations
 

@@ -16,11 +16,10 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
 6. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
    (notebook 06), the pieces above in a row.
 
-:mod:`~dlcourse.sampling.checks` and :mod:`~dlcourse.sampling.guidance_checks` hold the input checks. Conventions (the same as diffusers and
-:mod:`dlcourse.schedules`): timesteps are 0-indexed, t in {0, ..., T-1}; ``prev_t`` is the timestep a step lands
-on, ``prev_t < 0`` the clean image. ``clip_x0`` is an explicit choice: None (the default, no clipping; latents
-are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images.
-"""
+:mod:`~dlcourse.sampling.checks` and :mod:`~dlcourse.sampling.guidance_checks` hold the input checks. Conventions
+(the same as diffusers and :mod:`dlcourse.schedules`): timesteps are 0-indexed, t in {0, ..., T-1}; ``prev_t`` is
+the timestep a step lands on, ``prev_t < 0`` the clean image. ``clip_x0`` is an explicit choice: None (the default,
+no clipping; latents are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images. """
 
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser
 from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
