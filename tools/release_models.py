@@ -61,12 +61,17 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """The commit whose code this process runs (read at start; "+changes" if the package differed from it then)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "dlcourse"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dlcourse", ":!dlcourse/weights"], cwd=ROOT,
+                               capture_output=True, text=True)
         return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+COMMIT = commit()  # the code was imported now, so this is the commit every piece of this process trains with
 
 
 def _train_piece(name: str, until: int) -> Any:
@@ -105,7 +110,7 @@ def train(name: str, pieces: int, stop: int | None) -> None:
             snapshot = folder / f"step-{until:06d}.safetensors"
             save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(snapshot))
             log["pieces"].append({"from": result.start_step, "to": until, "seconds": result.seconds,
-                                  "machine": machine(), "commit": commit()})
+                                  "machine": machine(), "commit": COMMIT})
             (folder / "log.json").write_text(json.dumps(log, indent=1) + "\n")
             print(f"{name}: steps {result.start_step}-{until} in {result.seconds:.0f} s "
                   f"(loss {sum(result.loss_history[-100:]) / len(result.loss_history[-100:]):.4f})", flush=True)
