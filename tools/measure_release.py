@@ -79,14 +79,18 @@ def text_figures(model: torch.nn.Module, text: Any, scales: tuple[float, ...] = 
     return figures
 
 
-def measure(name: str) -> dict[str, Any]:
-    """Measure release ``name`` (shipped weights and snapshots) and write the figures to its manifest entry."""
+def measure(name: str, points: int | None = None) -> dict[str, Any]:
+    """Measure release ``name`` (shipped weights and snapshots) and write the figures to its manifest entry.
+    points: how many snapshots the curve measures, evenly spaced along the run (None: every one)."""
     from safetensors.torch import load_file
 
     start = time.perf_counter()
     kind = RELEASES[name]["recipe"]
     release = load_release(name)
-    snapshots = sorted((Path("data") / "releases" / name).glob("step-*.safetensors"))
+    snapshots = [path for path in sorted((Path("data") / "releases" / name).glob("step-*.safetensors"))
+                 if int(path.stem.split("-")[1]) < release.entry["steps"]]  # the last step's is the shipped one
+    if points is not None and len(snapshots) > points:
+        snapshots = [snapshots[round((i + 1) * len(snapshots) / points) - 1] for i in range(points)]
     if kind == "ddpm_shapes":
         ddpm = released_ddpm(name, "cpu")
         figures = ddpm_figures(ddpm)
@@ -124,9 +128,8 @@ def measure(name: str) -> dict[str, Any]:
     curve = []
     for path in snapshots:
         step = int(path.stem.split("-")[1])
-        if step < release.entry["steps"]:
-            curve.append({"step": step, "seconds": seconds(step), **at(load_file(str(path)))})
-            print(name, json.dumps(curve[-1]), flush=True)
+        curve.append({"step": step, "seconds": seconds(step), **at(load_file(str(path)))})
+        print(name, json.dumps(curve[-1]), flush=True)
     final = {k: v for k, v in figures.items() if k != "raw"}
     curve.append({"step": release.entry["steps"], "seconds": seconds(release.entry["steps"]), **final})
     entry = {k: v for k, v in release.entry.items()

@@ -5,7 +5,7 @@
         again and it continues; --until stops after that step, to train in several sittings) and an EMA snapshot
         under data/releases/NAME/ that `measure` draws its curve from; after the last step, write the weights and
         the manifest entry to dlcourse/weights/.
-    python tools/release_models.py measure NAME
+    python tools/release_models.py measure NAME [--points N]
         measure the shipped weights as the notebook that uses them does (cpu mode, its n), and each snapshot
         along the run for the curve of figure against training time; written to the manifest.
     python tools/release_models.py all
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", nargs="?", choices=ORDER)
     parser.add_argument("--pieces", type=int, default=10)
     parser.add_argument("--until", type=int, default=None)
+    parser.add_argument("--points", type=int, default=None, help="snapshots on the measured curve (default: all)")
     args = parser.parse_args(argv)
     names = ORDER if args.command == "all" else (args.name,)
     if names == (None,):
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command in ("measure", "all"):
             from measure_release import measure
 
-            measure(name)
+            measure(name, args.points)
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 
