@@ -54,7 +54,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # position with probability p_name (the shape always), so short prompts work too. holdout: colour-shape pairs
         # no training caption names (compositional generalisation). "all" = every attribute of the prompt right
         # (24 prompts x 8 samples, DDIM-20 under make course).
-        # cpu, under make course: all 72% at s = 1, 80% at s = 3, 62% at s = 7.5, held-out pairs 72% at s = 3 (447 s).
+        # cpu, under make course, from the cpu recipe's base (before the released models): all 72% at s = 1, 80% at
+        # s = 3, 62% at s = 7.5, held-out pairs 72% at s = 3 (447 s). In cpu mode it now starts from the released base.
         # What was tried and measured: docs/experiments.md.
         "gpu": {"n_train": 50_000, "holdout": ("red triangle", "blue circle", "yellow square"), "max_length": 12,
                 "p_name": 0.8, "text_dim": 128, "text_depth": 2, "text_heads": 4, "p_uncond": 0.1, "steps": 4000,
