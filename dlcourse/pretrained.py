@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,13 +23,19 @@ from torch import nn
 
 from dlcourse.checkpoints import cache_path, load_weights
 from dlcourse.data import Shapes, parse_caption, partial_captions
-from dlcourse.models import VAE, TextConditionedUNet, TextEncoder, Tokenizer, UNet, UNetConfig, VAEConfig, VAELoss
+from dlcourse.models import VAE, TextConditionedUNet, Tokenizer, UNet, VAELoss
 from dlcourse.modes import Settings, settings
-from dlcourse.recipes import RELEASES
-from dlcourse.releases import load_release, matching_release, release_recipe, shipped
+from dlcourse.recipe_models import (
+    ddpm_checkpoint_path,
+    ddpm_train_config,
+    ddpm_unet_config,
+    text_model,
+    vae_config,
+)
+from dlcourse.releases import load_release, release_for, release_recipe
 from dlcourse.runtime import get_device
 from dlcourse.schedules import NoiseSchedule
-from dlcourse.training import TrainConfig, TrainResult, train
+from dlcourse.training import TrainResult, train
 
 __all__ = [
     "TrainedDDPM",
@@ -69,41 +74,6 @@ class TrainedDDPM:
     recipe: Settings
 
 
-def ddpm_unet_config(recipe: Settings) -> UNetConfig:
-    """The U-Net of a DDPM recipe (e.g. ``settings("ddpm_shapes")``)."""
-    return UNetConfig(
-        in_channels=3,
-        resolution=recipe.resolution,
-        base_channels=recipe.base_channels,
-        channel_mults=recipe.channel_mults,
-        num_res_blocks=recipe.num_res_blocks,
-        attention_resolutions=recipe.attention_resolutions,
-    )
-
-
-def ddpm_train_config(recipe: Settings) -> TrainConfig:
-    """The training settings of a recipe (a DDPM's, the VAE's, which has no prediction_type, or the text model's,
-    which adds p_uncond); checkpoints every tenth of the run (resumable on Colab)."""
-    return TrainConfig(
-        steps=recipe.steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        betas=tuple(recipe.get("betas", TrainConfig.betas)),  # a list from an override becomes a tuple
-        warmup_steps=recipe.warmup_steps,
-        lr_decay=recipe.lr_decay,
-        ema_decay=recipe.ema_decay,
-        prediction_type=recipe.get("prediction_type", "eps"),
-        p_uncond=recipe.get("p_uncond", 0.0),
-        checkpoint_every=max(1, recipe.steps // 10),
-        seed=recipe.seed,
-    )
-
-
-def ddpm_checkpoint_path(name: str, recipe: Settings) -> Path:
-    """Where the training run of recipe ``name`` keeps its checkpoint: one file per mode and recipe values."""
-    return cache_path(name, dict(recipe))
-
-
 def shapes_ddpm(
     mode: str | None = None,
     device: str | torch.device | None = None,
@@ -126,7 +96,7 @@ def shapes_ddpm(
     a silently different model.
     """
     recipe = settings("ddpm_shapes", mode, **overrides)
-    name = _release_for("ddpm_shapes", recipe, released)
+    name = release_for("ddpm_shapes", recipe, released)
     if name is not None:
         return released_ddpm(name, device)
     return train_ddpm(recipe, device, progress)
@@ -172,17 +142,6 @@ class TrainedVAE:
     recipe: Settings
 
 
-def vae_config(recipe: Settings) -> VAEConfig:
-    """The autoencoder of a VAE recipe (e.g. ``settings("vae_shapes")``)."""
-    return VAEConfig(
-        resolution=recipe.resolution,
-        latent_channels=recipe.latent_channels,
-        base_channels=recipe.base_channels,
-        channel_mults=recipe.channel_mults,
-        num_res_blocks=recipe.num_res_blocks,
-    )
-
-
 def shapes_vae(
     mode: str | None = None,
     device: str | torch.device | None = None,
@@ -196,7 +155,7 @@ def shapes_vae(
     :func:`shapes_ddpm`), else loaded from ``data/checkpoints/vae_shapes-*.pt``, or trained now. A checkpoint of
     another recipe is refused with the settings that differ, never loaded."""
     recipe = settings("vae_shapes", mode, **overrides)
-    name = _release_for("vae_shapes", recipe, released)
+    name = release_for("vae_shapes", recipe, released)
     if name is not None:
         release = load_release(name)
         recipe = release_recipe(name)
@@ -264,17 +223,10 @@ def shapes_text2img(
     trains its own text model. released: as for :func:`shapes_ddpm` (False also trains the starting model).
     """
     recipe = settings("text_shapes", mode, **overrides)
-    name = _release_for("text_shapes", recipe, released)
+    name = release_for("text_shapes", recipe, released)
     if name is not None:
         return released_text2img(name, device)
     return train_text2img(recipe, shapes_ddpm(mode, device, progress, released=released), device, progress)
-
-
-def _text_model(recipe: Settings, base: nn.Module) -> tuple[Tokenizer, TextConditionedUNet]:
-    """The tokenizer and the text-conditioned U-Net of ``recipe`` around ``base`` (its cross-attention at zero)."""
-    tokenizer = Tokenizer.for_shapes(recipe.max_length)
-    text_encoder = TextEncoder(len(tokenizer), recipe.max_length, recipe.text_dim, recipe.text_depth, recipe.text_heads)
-    return tokenizer, TextConditionedUNet.from_unconditional(base, text_encoder)
 
 
 def train_text2img(
@@ -290,7 +242,7 @@ def train_text2img(
     holdout = [parse_caption(pair) for pair in recipe.holdout]
     batch = Shapes(resolution=base.recipe.resolution, seed=recipe.seed, holdout=holdout, device=device)
     batch = batch.batch(0, recipe.n_train)
-    tokenizer, model = _text_model(recipe, base.model)
+    tokenizer, model = text_model(recipe, base.model)
     captions = partial_captions(batch.attributes, recipe.p_name, torch.Generator().manual_seed(recipe.seed))
     ids, mask = tokenizer.encode(captions, device)
     null_ids, null_mask = tokenizer.encode("", device)  # the empty prompt: the unconditional input
@@ -315,7 +267,7 @@ def released_text2img(name: str = "text_shapes", device: str | torch.device | No
     recipe = release_recipe(name)
     release = load_release(name)
     base = released_ddpm(release.entry["base_release"], device)
-    models = [_loaded(lambda: _text_model(recipe, copy.deepcopy(base.model))[1], w, name, device)
+    models = [_loaded(lambda: text_model(recipe, copy.deepcopy(base.model))[1], w, name, device)
               for w in (release.ema, release.raw)]
     holdout = [parse_caption(pair) for pair in recipe.holdout]
     tokenizer = Tokenizer.for_shapes(recipe.max_length)
@@ -323,23 +275,6 @@ def released_text2img(name: str = "text_shapes", device: str | torch.device | No
     return TrainedText2Image(
         models[0], models[1], tokenizer, base.schedule, base.prediction_type, holdout, result, recipe
     )
-
-
-def _release_for(recipe_name: str, recipe: Settings, released: bool | None) -> str | None:
-    """The release to load for ``recipe`` under the ``released`` argument, or None to train."""
-    if released is False:
-        return None
-    name = matching_release(recipe_name, recipe)
-    if name is not None and shipped(name):
-        return name
-    if released:
-        reason = "no release stands in for it" if name is None else f"release {name!r} is not shipped (or stale)"
-        raise ValueError(
-            f"released=True, but {reason}: the releases are cpu recipes ({sorted(RELEASES)}, dlcourse.recipes), "
-            f"asked for {recipe!r}. "
-            "Pass released=None to train where no release fits, or run `make release-models`."
-        )
-    return None
 
 
 def _loaded(build: Any, weights: dict[str, torch.Tensor], name: str, device: Any) -> nn.Module | None:

@@ -36,6 +36,7 @@ __all__ = [
     "matching_release",
     "read_manifest",
     "recipe_hash",
+    "release_for",
     "release_recipe",
     "save_release",
     "shipped",
@@ -174,6 +175,24 @@ def save_release(
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     write_atomically(folder / "manifest.json", lambda f: f.write(text.encode()))
     return entry
+
+
+def release_for(recipe_name: str, recipe: Settings, released: bool | None) -> str | None:
+    """The release :mod:`dlcourse.pretrained` loads for ``recipe`` (asked for as recipe ``recipe_name``) under its
+    ``released`` argument (None: where one is shipped; False: never; True: one must fit), or None to train."""
+    if released is False:
+        return None
+    name = matching_release(recipe_name, recipe)
+    if name is not None and shipped(name):
+        return name
+    if released:
+        reason = "no release stands in for it" if name is None else f"release {name!r} is not shipped (or stale)"
+        raise ValueError(
+            f"released=True, but {reason}: the releases are cpu recipes ({sorted(RELEASES)}, dlcourse.recipes), "
+            f"asked for {recipe!r}. "
+            "Pass released=None to train where no release fits, or run `make release-models`."
+        )
+    return None
 
 
 def _spec(name: str) -> dict[str, Any]:
