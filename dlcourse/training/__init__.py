@@ -1,6 +1,8 @@
 """Training a diffusion model: the DDPM loss (Ho et al. 2020, Algorithm 1) and one general, fast training loop.
 
 - :mod:`~dlcourse.training.loss`: :func:`ddpm_loss`, the loss of one batch (eps, v or x0 target);
+- :mod:`~dlcourse.training.flow_loss`: :class:`FlowMatchingLoss`, flow matching / rectified flow (the velocity
+  target on the straight path; reflow on fixed pairs), a ``loss_fn`` for the same loop;
 - :mod:`~dlcourse.training.loop`: :func:`train`, Algorithm 1 in a loop with mixed precision, fused AdamW,
   channels_last, linear learning-rate warm-up, gradient clipping, an EMA of the weights (:mod:`dlcourse.ema`),
   checkpoints that resume bit-for-bit, and DistributedDataParallel under ``torchrun``;
@@ -55,8 +57,20 @@ and "`train()`: the same loop plus engineering".
 """
 
 from dlcourse.training.config import LossTerm, TrainConfig, TrainResult, learning_rate
+from dlcourse.training.flow_loss import T_DISTRIBUTIONS, TIMESTEP_SCALE, FlowMatchingLoss
 from dlcourse.training.loop import train
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.run_checks import TrainingDiverged
 
-__all__ = ["LossTerm", "TrainConfig", "TrainResult", "TrainingDiverged", "ddpm_loss", "learning_rate", "train"]
+__all__ = [
+    "TIMESTEP_SCALE",
+    "T_DISTRIBUTIONS",
+    "FlowMatchingLoss",
+    "LossTerm",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "ddpm_loss",
+    "learning_rate",
+    "train",
+]

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training.batches import Examples
 from dlcourse.training.config import LossTerm, TrainConfig
+from dlcourse.training.flow_checks import check_flow_training
+from dlcourse.training.flow_loss import FlowMatchingLoss
 from dlcourse.training.loss import ddpm_loss
 from dlcourse.training.run_checks import checked_trainable
 
@@ -68,7 +70,10 @@ def check_inputs(
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function with ddpm_loss's signature, got {type(loss_fn).__name__}.")
     if schedule is None and loss_fn is ddpm_loss:
-        raise TypeError("schedule is None, but the DDPM loss needs one: pass e.g. NoiseSchedule.from_name('cosine').")
+        raise TypeError(
+            "schedule is None, but the DDPM loss needs one: pass e.g. NoiseSchedule.from_name('cosine'). To train a "
+            "flow model (no schedule), pass loss_fn=FlowMatchingLoss() (dlcourse.training.flow_loss)."
+        )
     if schedule is not None and not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule (e.g. NoiseSchedule.from_name('linear')), got {schedule!r}.")
     if encode is not None and not callable(encode):
@@ -86,8 +91,13 @@ def check_inputs(
         examples, described = _check_data(source, model, batch_size, data_range, encode, device, where)
         checked.append((examples, batch_size, weight, described))
     _check_conditions_agree([(examples, where) for (examples, *_), (*_, where) in zip(checked, sources, strict=True)])
+    conditions = checked[0][0].conditions
     if loss_fn is ddpm_loss:
-        _check_model_takes(model, checked[0][0].conditions)
+        _check_model_takes(model, conditions, "the DDPM loss")
+    if isinstance(loss_fn, FlowMatchingLoss):  # reflow's paired noise is read by the loss, not passed to the model
+        check_flow_training(loss_fn, schedule, conditions, config.p_uncond)
+        model_conditions = {name: value for name, value in conditions.items() if name != loss_fn.paired_noise}
+        _check_model_takes(model, model_conditions, "the flow matching loss")
     nulls = _check_null_condition(null_condition, [examples for examples, *_ in checked], config.p_uncond)
     return CheckedInputs(checked, nulls, checked_trainable(model, trainable))
 
@@ -130,8 +140,8 @@ def _check_conditions_agree(sources: list[tuple[Examples, str]]) -> None:
                 )
 
 
-def _check_model_takes(model: nn.Module, conditions: Mapping[str, Tensor]) -> None:
-    """The DDPM loss calls model(x_t, t, **conditions): the model's forward must take every condition by name."""
+def _check_model_takes(model: nn.Module, conditions: Mapping[str, Tensor], loss: str) -> None:
+    """The loss calls model(x_t, t, **conditions): the model's forward must take every condition by name."""
     if not conditions:
         return
     try:
@@ -142,7 +152,7 @@ def _check_model_takes(model: nn.Module, conditions: Mapping[str, Tensor]) -> No
         signature.bind(None, None, **dict.fromkeys(conditions))
     except TypeError as error:
         raise ValueError(
-            f"the DDPM loss calls model(x_t, t, **conditions) with the data's conditions {sorted(conditions)}, but "
+            f"{loss} calls model(x_t, t, **conditions) with the data's conditions {sorted(conditions)}, but "
             f"{type(model).__name__}.forward{signature} does not take them ({error}). Name each condition in data "
             "after the forward argument it feeds, e.g. {'x0': images, 'class_labels': labels}."
         ) from None

@@ -1,0 +1,318 @@
+"""Sampling a flow model: the ODE dx/dt = v(x, t) from t = 1 (pure noise) down to t = 0 (the image), in Euler or
+Heun steps; the path a sampler takes and how straight it is; the (noise, sample) pairs reflow trains on.
+
+A flow model, trained with :class:`~dlcourse.training.flow_loss.FlowMatchingLoss`, predicts the velocity
+v = eps - x0 of the straight path x_t = (1 - t) x0 + t eps. From any x_t and its v, the clean image the velocity
+points to is x0_pred = x_t - t v (what a denoising strip shows). Read the file in this order:
+
+1. :func:`flow_sigmas`: the times a sampler visits, as diffusers' ``FlowMatchEulerDiscreteScheduler`` builds them
+   (with SD3's resolution shift, :func:`resolution_shift`);
+2. :func:`flow_euler_step` and :func:`flow_heun_step`: one step, pure functions;
+3. :func:`flow_euler_sample` and :func:`flow_heun_sample`: the loop "for each t: velocity -> step";
+4. :func:`flow_trajectory` and :func:`straightness`: the whole path, and Liu et al. 2023's measure of how far it
+   is from a straight line;
+5. :func:`reflow_pairs`: noise and the image the ODE takes it to, the data of a 2-rectified flow.
+
+The samplers call a velocity: a model ``model(x_t, 1000 t)`` or any function ``velocity(x_t, t_batch)``, t_batch
+the float timesteps 1000 t (B,) (the network's convention, :data:`~dlcourse.training.flow_loss.TIMESTEP_SCALE`).
+Classifier-free guidance is such a function: :func:`dlcourse.sampling.guided_denoiser` combines its two model
+outputs linearly, v_uncond + s (v_cond - v_uncond), so it guides a velocity as it guides eps. The samplers draw no
+random numbers (the image is a function of the noise) and do not synchronise with the host (the times are Python
+floats, read once from a CPU tensor).
+
+Taught in notebooks/10_flow_matching.ipynb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dlcourse.argument_checks import check_number
+from dlcourse.runtime import Precision
+from dlcourse.sampling.denoiser import sampling_mode
+from dlcourse.sampling.flow_checks import (
+    check_flow_sampler_inputs,
+    check_flow_sigmas_args,
+    check_flow_step,
+    check_solver,
+    check_trajectory,
+    check_velocity_output,
+)
+from dlcourse.sampling.steps import StepOutput
+from dlcourse.training.flow_loss import TIMESTEP_SCALE
+
+__all__ = [
+    "FLOW_SOLVERS",
+    "FlowTrajectory",
+    "ReflowPairs",
+    "Velocity",
+    "flow_euler_sample",
+    "flow_euler_step",
+    "flow_heun_sample",
+    "flow_heun_step",
+    "flow_sigmas",
+    "flow_trajectory",
+    "reflow_pairs",
+    "resolution_shift",
+    "straightness",
+]
+
+Velocity = Callable[[Tensor, Tensor], Tensor]  # velocity(x_t (B, C, H, W), 1000 t (B,) float) -> v (B, C, H, W)
+Callback = Callable[[int, float, Tensor, Tensor], None]  # callback(step_index, t, x_t, x0_pred)
+Time = float | Tensor
+
+
+def resolution_shift(t: float | np.ndarray | Tensor, shift: float) -> float | np.ndarray | Tensor:
+    """SD3's shift of the times toward the noise: t' = shift t / (1 + (shift - 1) t) (Esser et al. 2024, Sec. 5.3.2).
+
+    t: times in [0, 1] (a float, a numpy array or a tensor; the result is of the same kind). shift > 0; 1 leaves
+    t as it is, and 0 and 1 stay where they are. shift = sqrt(m / n) moves a schedule tuned for images of n pixels to
+    images of m pixels, which need more of their steps at high noise (SD3: 3.0 at 1024 px).
+    """
+    check_number("resolution_shift", "shift", shift, 0, above=True, fix="1 is no shift.")
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def flow_sigmas(num_steps: int, shift: float = 1.0) -> Tensor:
+    """The times a flow sampler visits, from 1 down to 0: float32 (num_steps + 1,) on the CPU, the last one 0.
+
+    Built as diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(num_steps)`` builds its
+    ``sigmas``, bit for bit: num_steps times evenly spaced from t_max to t_min, each moved by
+    :func:`resolution_shift`, then 0. t_max and t_min are the ends of the scheduler's (shifted) training grid
+    1000/1000, ..., 1/1000: t_max = 1 and t_min = resolution_shift(1/1000, shift), so with shift != 1 the last
+    time before 0 is shifted twice, as in diffusers. The network sees 1000 t (diffusers' ``scheduler.timesteps``).
+    """
+    check_flow_sigmas_args(num_steps, shift)
+    grid_ends = torch.tensor([TIMESTEP_SCALE, 1], dtype=torch.float32) / TIMESTEP_SCALE
+    t_max, t_min = resolution_shift(grid_ends, shift).tolist()  # in float32, as the scheduler's __init__
+    t = np.linspace(t_max * TIMESTEP_SCALE, t_min * TIMESTEP_SCALE, num_steps) / TIMESTEP_SCALE  # float64
+    t = resolution_shift(t, shift)  # Esser et al. 2024, Sec. 5.3.2
+    return torch.cat([torch.from_numpy(t).float(), torch.zeros(1)])
+
+
+def _at(t: Time, x: Tensor) -> Time:
+    """t ready to broadcast against x (B, C, H, W): a number or 0-d tensor as it is, a (B,) tensor as (B, 1, 1, 1)
+    on x's device."""
+    return t.to(x.device, x.dtype).view(-1, 1, 1, 1) if isinstance(t, Tensor) and t.ndim == 1 else t
+
+
+def flow_euler_step(v: Tensor, t: Time, t_next: Time, x_t: Tensor) -> StepOutput:
+    """One Euler step of dx/dt = v from time t to t_next: x_next = x_t + (t_next - t) v.
+
+    v, x_t: (B, C, H, W), v the velocity at (x_t, t); t, t_next: times in [0, 1], numbers or tensors (B,) (one per
+    image). Steps toward the image go down in time (t_next < t); a step up runs the ODE toward the noise
+    (inversion). Returns StepOutput(x_next, x0_pred), x0_pred = x_t - t v: the clean image the velocity points to
+    (from x_t = (1 - t) x0 + t eps and v = eps - x0). Equals ``FlowMatchEulerDiscreteScheduler.step`` bit for bit.
+    """
+    check_flow_step("flow_euler_step", x_t, t, t_next, v=v)
+    t, t_next = _at(t, x_t), _at(t_next, x_t)
+    x0_pred = x_t - t * v
+    x_next = x_t + (t_next - t) * v  # Euler's method (Karras et al. 2022, Algorithm 1, line 5)
+    return StepOutput(x_next, x0_pred)
+
+
+def flow_heun_step(v: Tensor, v_next: Tensor, t: Time, t_next: Time, x_t: Tensor) -> StepOutput:
+    """One Heun step (2nd order) from t to t_next: x_next = x_t + (t_next - t) (v + v_next) / 2.
+
+    v: the velocity at (x_t, t); v_next: the velocity at (x_euler, t_next), x_euler the result of
+    :func:`flow_euler_step` from the same x_t and v. The same arguments as flow_euler_step otherwise; x0_pred is
+    the first velocity's, x_t - t v. Karras et al. 2022, Algorithm 1, lines 7-8 (the trapezoidal rule).
+    """
+    check_flow_step("flow_heun_step", x_t, t, t_next, v=v, v_next=v_next)
+    t, t_next = _at(t, x_t), _at(t_next, x_t)
+    x0_pred = x_t - t * v
+    x_next = x_t + (t_next - t) * (v + v_next) / 2  # Karras et al. 2022, Algorithm 1, line 8
+    return StepOutput(x_next, x0_pred)
+
+
+def _velocity_at(velocity: Velocity, precision: Precision | None) -> Callable[[Tensor, float], Tensor]:
+    """The function a flow sampler calls at each step: v(x_t, t) with a float t -> velocity(x_t, 1000 t (B,))."""
+
+    def v_at(x_t: Tensor, t: float) -> Tensor:
+        t_batch = torch.full((x_t.shape[0],), TIMESTEP_SCALE * t, device=x_t.device)  # float32; no host->device copy
+        with precision.autocast() if precision is not None else nullcontext():
+            output = velocity(x_t, t_batch)
+        check_velocity_output(output, x_t)
+        return output.float()
+
+    return v_at
+
+
+def flow_euler_sample(
+    velocity: Velocity,
+    noise: Tensor,
+    *,
+    num_steps: int,
+    shift: float = 1.0,
+    callback: Callback | None = None,
+    precision: Precision | None = None,
+    progress: bool = True,
+) -> Tensor:
+    """Euler's method on dx/dt = v(x, t) in num_steps steps, from x_1 = noise down to x_0, the image.
+
+    velocity: a model ``model(x_t, 1000 t)`` or a function ``velocity(x_t, t_batch)`` (x_t (B, C, H, W), t_batch the
+    float timesteps 1000 t (B,)) that predicts the velocity; a module runs in eval mode (its flags restored
+    afterwards), a function is called as given. noise: (B, C, H, W), x_1 ~ N(0, I). num_steps, shift: the times
+    of :func:`flow_sigmas`. The loop equals diffusers' with ``FlowMatchEulerDiscreteScheduler(shift=shift)``, bit for
+    bit (one network evaluation per step).
+    callback(step_index, t, x_t, x0_pred) is called after every step with the step's time t (a float in [0, 1]),
+    its input x_t and x0_pred = x_t - t v (inference tensors: ``.clone()`` them outside inference mode for autograd).
+    precision: its autocast wraps the velocity call (None: fp32). progress: a progress bar over the steps.
+    Runs under torch.inference_mode. Returns x_0: (B, C, H, W) float32, an ordinary tensor.
+    """
+    check_flow_sampler_inputs("flow_euler_sample", velocity, noise, callback)
+    check_flow_sigmas_args(num_steps, shift, "flow_euler_sample")
+    ts = flow_sigmas(num_steps, shift).tolist()
+    with sampling_mode(velocity):
+        x = noise.float()  # x_1 ~ N(0, I)
+        v_at = _velocity_at(velocity, precision)
+        for i in tqdm(range(num_steps), desc="flow Euler", unit="step", leave=False, disable=not progress):
+            t, t_next = ts[i], ts[i + 1]
+            x_next, x0_pred = flow_euler_step(v_at(x, t), t, t_next, x)
+            if callback is not None:
+                callback(i, t, x, x0_pred)
+            x = x_next
+    return x.clone()  # cloned outside inference mode: an ordinary tensor
+
+
+def flow_heun_sample(
+    velocity: Velocity,
+    noise: Tensor,
+    *,
+    num_steps: int,
+    shift: float = 1.0,
+    callback: Callback | None = None,
+    precision: Precision | None = None,
+    progress: bool = True,
+) -> Tensor:
+    """Heun's method (2nd order) on dx/dt = v(x, t) in num_steps steps, from x_1 = noise down to x_0.
+
+    The same arguments as :func:`flow_euler_sample`. Each step takes an Euler step, evaluates the velocity where
+    it landed and steps again from x_t with the mean of the two velocities (:func:`flow_heun_step`); the last step,
+    to t = 0, stays an Euler step (Karras et al. 2022, Algorithm 1, line 6), so a run costs 2 num_steps - 1 network
+    evaluations. The loop equals diffusers' with ``FlowMatchHeunDiscreteScheduler(shift=shift)`` (to rounding: it
+    divides and multiplies by t where we do not). The callback is called once per step, with the first velocity's
+    x0_pred.
+    """
+    check_flow_sampler_inputs("flow_heun_sample", velocity, noise, callback)
+    check_flow_sigmas_args(num_steps, shift, "flow_heun_sample")
+    ts = flow_sigmas(num_steps, shift).tolist()
+    with sampling_mode(velocity):
+        x = noise.float()  # x_1 ~ N(0, I)
+        v_at = _velocity_at(velocity, precision)
+        for i in tqdm(range(num_steps), desc="flow Heun", unit="step", leave=False, disable=not progress):
+            t, t_next = ts[i], ts[i + 1]
+            v = v_at(x, t)
+            x_next, x0_pred = flow_euler_step(v, t, t_next, x)
+            if t_next > 0:  # Karras et al. 2022, Algorithm 1, line 6: the step to t = 0 is not corrected
+                x_next, _ = flow_heun_step(v, v_at(x_next, t_next), t, t_next, x)
+            if callback is not None:
+                callback(i, t, x, x0_pred)
+            x = x_next
+    return x.clone()  # cloned outside inference mode: an ordinary tensor
+
+
+_SAMPLERS = {"euler": flow_euler_sample, "heun": flow_heun_sample}
+FLOW_SOLVERS = tuple(_SAMPLERS)
+
+
+class FlowTrajectory(NamedTuple):
+    """The path a flow sampler took. t: (N + 1,) float32, the times from 1 down to 0 (:func:`flow_sigmas`);
+    x: (N + 1, B, C, H, W) float32, the samples at them: x[0] the noise, x[-1] the image. One pixel's path (for a
+    plot): ``x[:, b, c, i, j]`` against t."""
+
+    t: Tensor
+    x: Tensor
+
+
+def flow_trajectory(
+    velocity: Velocity,
+    noise: Tensor,
+    *,
+    num_steps: int,
+    shift: float = 1.0,
+    solver: str = "euler",
+    precision: Precision | None = None,
+    progress: bool = True,
+) -> FlowTrajectory:
+    """Sample with ``solver`` ("euler" or "heun": :func:`flow_euler_sample`, :func:`flow_heun_sample`, whose
+    arguments these are) and return the whole path, x at every time, as a :class:`FlowTrajectory`.
+
+    It keeps num_steps + 1 copies of the batch: use a few images.
+    """
+    check_solver(solver, FLOW_SOLVERS, "flow_trajectory")
+    xs: list[Tensor] = []
+    sample = _SAMPLERS[solver](
+        velocity, noise, num_steps=num_steps, shift=shift, callback=lambda i, t, x_t, x0_pred: xs.append(x_t),
+        precision=precision, progress=progress,
+    )  # fmt: skip
+    return FlowTrajectory(flow_sigmas(num_steps, shift), torch.stack([*xs, sample]))
+
+
+def straightness(trajectory: FlowTrajectory) -> Tensor:
+    """How far a sampled path is from a straight line: Liu et al. 2023's straightness, a 0-d float tensor,
+
+        S = integral_0^1 E || (x_1 - x_0) - v(x_t, t) ||^2 dt,
+
+    x_1 the noise, x_0 the image, x_1 - x_0 the velocity of the straight line between them (dx/dt, as time runs from
+    the image at 0 to the noise at 1). S = 0 exactly when the path goes along that line at constant speed; the more
+    it bends, the larger S, and the more a few-step sampler's Euler steps miss. Estimated along the trajectory:
+    step i moves with the velocity v_i = (x_{i+1} - x_i) / (t_{i+1} - t_i) (for Euler exactly the network's
+    v(x_{t_i}, t_i); for Heun the mean of its two) for a time t_i - t_{i+1}, so
+
+        S = sum_i (t_i - t_{i+1}) mean || (x_1 - x_0) - v_i ||^2,
+
+    the squared norm averaged over the C H W entries (so S does not grow with the image size) and the batch.
+    trajectory: what :func:`flow_trajectory` returns.
+    """
+    check_trajectory(trajectory, FlowTrajectory)
+    t, x = trajectory
+    dt = (t[:-1] - t[1:]).to(x)  # (N,): the time each step covers
+    v = (x[:-1] - x[1:]) / dt.view(-1, 1, 1, 1, 1)  # (N, B, C, H, W): the velocity of each step
+    straight = x[0] - x[-1]  # x_1 - x_0 (B, C, H, W)
+    return ((straight - v).pow(2).mean(dim=(1, 2, 3, 4)) * dt).sum()
+
+
+class ReflowPairs(NamedTuple):
+    """Reflow's training data. noise: (B, C, H, W) float32, the starting x_1 of each sample; samples: (B, C, H, W)
+    float32, the image x_0 the flow model's ODE took it to."""
+
+    noise: Tensor
+    samples: Tensor
+
+
+def reflow_pairs(
+    velocity: Velocity,
+    noise: Tensor,
+    *,
+    num_steps: int,
+    shift: float = 1.0,
+    solver: str = "euler",
+    precision: Precision | None = None,
+    progress: bool = True,
+) -> ReflowPairs:
+    """The (noise, sample) pairs of a trained flow model, on which reflow trains the next one (Liu et al. 2023).
+
+    Sampling with ``solver`` (the arguments of :func:`flow_euler_sample`) couples each noise with an image; a new
+    model trained on these fixed pairs instead of independent ones (the 2-rectified flow) learns straighter paths,
+    which few steps follow well. Train it with the one loop, the pairs as data:
+
+        noise, samples = reflow_pairs(flow_model, torch.randn(N, C, H, W, generator=g), num_steps=50)
+        train(new_model, {"x0": samples, "noise": noise}, None, config,
+              loss_fn=FlowMatchingLoss(paired_noise="noise"), data_range=None)
+
+    (data_range=None: a model's samples may overshoot [-1, 1] a little.) For a conditional model, sample with
+    ``lambda x, t: model(x, t, class_labels=y)`` and add ``"class_labels": y`` to the data.
+    """
+    check_solver(solver, FLOW_SOLVERS, "reflow_pairs")
+    samples = _SAMPLERS[solver](
+        velocity, noise, num_steps=num_steps, shift=shift, precision=precision, progress=progress
+    )
+    return ReflowPairs(noise.float(), samples)
