@@ -13,7 +13,9 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
    ``denoise(x_t, t)`` (a conditional model, classifier-free guidance), eager or replayed from a CUDA graph
    (:mod:`dlcourse.cuda_graph`);
 5. :mod:`~dlcourse.sampling.guidance`: classifier-free guidance as such a function, one forward of 2B;
-6. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
+6. :mod:`~dlcourse.sampling.flow`: a flow model's samplers (Euler, Heun on dx/dt = v), the path it takes and
+   how straight it is, and reflow's (noise, sample) pairs (notebook 10, flow matching);
+7. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
    (notebook 06), the pieces above in a row.
 
 :mod:`~dlcourse.sampling.checks` and :mod:`~dlcourse.sampling.guidance_checks` hold the input checks. Conventions
@@ -22,6 +24,19 @@ the timestep a step lands on, ``prev_t < 0`` the clean image. ``clip_x0`` is an 
 no clipping; latents are never clipped) or a (low, high) range, ``(-1, 1)`` for the course's images. """
 
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser
+from dlcourse.sampling.flow import (
+    FlowTrajectory,
+    ReflowPairs,
+    flow_euler_sample,
+    flow_euler_step,
+    flow_heun_sample,
+    flow_heun_step,
+    flow_sigmas,
+    flow_trajectory,
+    reflow_pairs,
+    resolution_shift,
+    straightness,
+)
 from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
 from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
@@ -32,14 +47,25 @@ __all__ = [
     "FINAL_ALPHA_BAR",
     "TIMESTEP_SPACINGS",
     "Denoiser",
+    "FlowTrajectory",
+    "ReflowPairs",
     "StepOutput",
     "ddim_sample",
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "flow_euler_sample",
+    "flow_euler_step",
+    "flow_heun_sample",
+    "flow_heun_step",
+    "flow_sigmas",
+    "flow_trajectory",
     "generate",
     "guidance_scale_from_w",
     "guided_denoiser",
     "make_denoiser",
+    "reflow_pairs",
+    "resolution_shift",
+    "straightness",
     "timesteps",
 ]
