@@ -70,6 +70,8 @@ CUT: dict[str, dict[str, Any]] = {
     "vae_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 8, "batch_size": 2},
     "text_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},
     "feature_net_shapes": {"steps": 10, "n_train": 256, "n_test": 64},
+    "flow_shapes": {"steps": 2, "warmup_steps": 1, "n_train": 16, "batch_size": 2},
+    "reflow_shapes": {"n_pairs": 4, "pair_steps": 2, "steps": 2, "warmup_steps": 1, "batch_size": 2},
 }
 
 

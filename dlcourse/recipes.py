@@ -79,6 +79,25 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# Notebook 10's flow model: notebook 03's U-Net recipe, the same steps and optimiser (so the same training time), with
+# the flow matching loss (dlcourse.training.FlowMatchingLoss) in place of the DDPM loss: no noise schedule, the network
+# predicts the velocity. t_distribution: "uniform" (Liu et al. 2023) or "logit_normal" (SD3; notebook 10 measures both).
+RECIPES["flow_shapes"] = {
+    mode: {k: v for k, v in recipe.items() if k not in ("schedule", "num_timesteps", "prediction_type")}
+    | {"t_distribution": "uniform"}
+    for mode, recipe in RECIPES["ddpm_shapes"].items()
+}
+# Notebook 10's reflowed model (Liu et al. 2023, 2-rectified flow): n_pairs noises taken to images by the flow model
+# above (pair_solver, pair_steps), then that model trained on the fixed pairs for `steps` more steps.
+RECIPES["reflow_shapes"] = {
+    "gpu": {"n_pairs": 50_000, "pair_solver": "heun", "pair_steps": 16, "steps": 4000, "batch_size": 128, "lr": 1e-4,
+            "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
+    "cpu": {"n_pairs": 10_000, "pair_solver": "heun", "pair_steps": 16, "steps": 2400, "batch_size": 32, "lr": 5e-4,
+            "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+    "smoke": {"n_pairs": 16, "pair_solver": "heun", "pair_steps": 2, "steps": 4, "batch_size": 8, "lr": 5e-4,
+              "warmup_steps": 2, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+}
+
 # The released models (dlcourse/weights/, made by `make release-models` with tools/release_models.py): each is a recipe
 # above in cpu mode, with `variant` (which model of that recipe) and `training` (how much longer it trains) applied. A
 # notebook in cpu mode that asks for the recipe with the variant's values gets the released weights (dlcourse.releases).
@@ -101,4 +120,11 @@ RELEASES: dict[str, dict[str, Any]] = {
     # notebook 06's text-to-image model, 5x the cpu recipe's steps, from the released "ddpm_shapes"
     "text_shapes": {"recipe": "text_shapes", "variant": {},
                     "training": {"steps": 12_000, "lr_decay": "cosine", "ema_decay": 0.999}},
+    # notebook 10's flow models at the cpu recipe's length (the comparison with notebook 03's own model is at equal
+    # training time), released so that notebook 10 fits in minutes: uniform and logit-normal t, and the reflowed
+    # model, trained on pairs drawn from the released "flow_shapes"
+    "flow_shapes": {"recipe": "flow_shapes", "variant": {}, "training": {}},
+    "flow_shapes_logit_normal": {"recipe": "flow_shapes", "variant": {"t_distribution": "logit_normal"},
+                                 "training": {}},
+    "reflow_shapes": {"recipe": "reflow_shapes", "variant": {}, "training": {}},
 }

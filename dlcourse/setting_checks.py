@@ -85,12 +85,12 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     # step counts and repetitions
     **dict.fromkeys(("steps", "hand_steps", "sample_steps", "few_steps", "prompt_steps", "num_steps", "class_steps",
                      "lora_steps", "db_steps", "lr_steps", "speed_steps", "spread_steps", "detector_steps",
-                     "timing_iters", "budget_s"), _COUNT),
+                     "timing_iters", "budget_s", "pair_steps"), _COUNT),
     # counts of images, samples, prompts; batch sizes
     **dict.fromkeys(("n_train", "n_test", "n_eval", "n_small", "n_chain", "n_images", "n_show", "n_x0_error",
                      "n_interpolate", "n_scale", "n_psnr", "n_prompts", "per_prompt", "n_heldout_prompts",
                      "n_negative", "n_instance", "n_class", "n_drift", "n_latent", "detector_n_train",
-                     "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch"), _COUNT),
+                     "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch", "n_pairs"), _COUNT),
     **dict.fromkeys(("seed", "spread_seeds", "warmup_steps", "t_probe"), _INDEX),
     **dict.fromkeys(("lr", "lr_ti", "lr_lora", "lr_dreambooth", "db_lr", "lr_ok", "lr_high"), _LR),
     **dict.fromkeys(("p_name", "p_uncond"), _PROBABILITY),
@@ -102,6 +102,8 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     "prediction_type": _refused_by(_prediction_type),
     "reconstruction": _refused_by(_reconstruction),
     "lr_decay": _needs("'constant' or 'cosine'", lambda v: v in ("constant", "cosine")),
+    "t_distribution": _needs("'uniform' or 'logit_normal'", lambda v: v in ("uniform", "logit_normal")),
+    "pair_solver": _needs("'euler' or 'heun'", lambda v: v in ("euler", "heun")),
     "holdout": _refused_by(_caption),  # each a colour-shape pair, e.g. "red triangle"
     "model_id": _needs("a non-empty model id or folder, or None for the toy components",
                        lambda v: v is None or (isinstance(v, str) and v.strip() != "")),

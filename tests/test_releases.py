@@ -13,6 +13,7 @@ from dlcourse import releases
 from dlcourse.checkpoints import CheckpointError
 from dlcourse.modes import settings
 from dlcourse.pretrained import shapes_ddpm, shapes_text2img, shapes_vae, train_ddpm, train_text2img, train_vae
+from dlcourse.pretrained_flow import train_flow, train_reflow
 from dlcourse.recipes import RECIPES, RELEASES
 from dlcourse.releases import (
     load_release,
@@ -54,6 +55,14 @@ def _trained_two_steps(name):
     if kind == "vae_shapes":
         trained = train_vae(recipe, "cpu", progress=False, until=2)
         return trained.vae.state_dict(), trained.result.model.state_dict(), trained.result
+    if kind == "flow_shapes":
+        trained = train_flow(recipe, "cpu", progress=False, until=2)
+        return trained.model.state_dict(), trained.raw_model.state_dict(), trained.result
+    if kind == "reflow_shapes":  # a few pairs of few steps: the architecture does not depend on them
+        base = train_flow(release_recipe("flow_shapes"), "cpu", progress=False, until=1)
+        few = settings("reflow_shapes", "cpu", n_pairs=8, pair_steps=1)
+        trained = train_reflow(few, base, "cpu", progress=False, until=2)
+        return trained.model.state_dict(), trained.raw_model.state_dict(), trained.result
     base = train_ddpm(release_recipe("ddpm_shapes"), "cpu", progress=False, until=1)
     trained = train_text2img(recipe, base, "cpu", progress=False, until=2)
     return trained.model.state_dict(), trained.raw_model.state_dict(), trained.result

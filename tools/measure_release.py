@@ -5,11 +5,14 @@ entry. The settings are the notebooks' cpu rows, so the manifest's figures are t
 - DDPMs (notebook 03): n_eval samples with DDPM sample_steps, FID and the confident fraction next to the reals';
 - the VAE (notebook 05): PSNR of n_psnr held-out images reconstructed from the posterior mean;
 - the text model (notebook 06): every attribute right at s = 1, 3, 7.5 (n_prompts x per_prompt, DDIM sample_steps)
-  and on held-out pairs at s = 3.
+  and on held-out pairs at s = 3;
+- flow models (notebook 10): n_eval samples with the flow Euler sampler at a few step counts, FID and the confident
+  fraction (notebook 03's noise, reals and n).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -20,9 +23,10 @@ import torch
 from dlcourse import Shapes, ddpm_sample, settings
 from dlcourse.metrics import evaluate_samples, load_feature_net, prompt_adherence, psnr
 from dlcourse.pretrained import TrainedDDPM, released_ddpm, released_text2img, shapes_vae
+from dlcourse.pretrained_flow import released_flow
 from dlcourse.recipes import RELEASES
 from dlcourse.releases import load_release, read_manifest, release_recipe, save_release
-from dlcourse.sampling import generate
+from dlcourse.sampling import flow_euler_sample, generate
 
 __all__ = ["measure"]
 
@@ -33,22 +37,46 @@ def _feature_net(resolution: int) -> Any:
                             n_test=features.n_test, steps=features.steps)
 
 
-def ddpm_figures(ddpm: TrainedDDPM, model: torch.nn.Module | None = None) -> dict[str, float]:
-    """Notebook 03's measurement (cells "FID of the EMA model"): same noise, same reals, same n."""
-    cfg, recipe = settings("03_ddpm_training", "cpu"), ddpm.recipe
-    net = _feature_net(recipe.resolution)
-    reals = Shapes(resolution=recipe.resolution, seed=cfg.seed + 1).batch(0, 2 * cfg.n_eval).images
+def _sample_figures(sample: Any, resolution: int) -> dict[str, float]:
+    """Notebook 03's measurement (cells "FID of the EMA model"): same noise, same reals, same n; sample(x_T, g)."""
+    cfg = settings("03_ddpm_training", "cpu")
+    net = _feature_net(resolution)
+    reals = Shapes(resolution=resolution, seed=cfg.seed + 1).batch(0, 2 * cfg.n_eval).images
     samples = []
     for start in range(0, cfg.n_eval, cfg.sample_batch):
         g = torch.Generator().manual_seed(10_000 + start)
-        x_T = torch.randn(min(cfg.sample_batch, cfg.n_eval - start), 3, recipe.resolution, recipe.resolution,
-                          generator=g)
-        samples.append(ddpm_sample(model or ddpm.model, ddpm.schedule, x_T, num_steps=cfg.sample_steps, generator=g,
-                                   clip_x0=(-1, 1), prediction_type=ddpm.prediction_type, progress=False))
+        x_T = torch.randn(min(cfg.sample_batch, cfg.n_eval - start), 3, resolution, resolution, generator=g)
+        samples.append(sample(x_T, g))
     report = evaluate_samples(net, torch.cat(samples), reals)
     return {"fid": report.fid, "fid_reals": report.baseline.fid, "fid_ratio": report.fid_ratio,
-            "confident": report.confident, "confident_reals": report.baseline_confident,
-            "n": cfg.n_eval, "sample_steps": cfg.sample_steps}
+            "confident": report.confident, "confident_reals": report.baseline_confident, "n": cfg.n_eval}
+
+
+def ddpm_figures(ddpm: TrainedDDPM, model: torch.nn.Module | None = None) -> dict[str, float]:
+    """Notebook 03's figures: DDPM with its sample_steps."""
+    steps = settings("03_ddpm_training", "cpu").sample_steps
+
+    def sample(x_T: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return ddpm_sample(model or ddpm.model, ddpm.schedule, x_T, num_steps=steps, generator=g, clip_x0=(-1, 1),
+                           prediction_type=ddpm.prediction_type, progress=False)
+
+    return _sample_figures(sample, ddpm.recipe.resolution) | {"sample_steps": steps}
+
+
+FLOW_STEPS = (1, 2, 8, 50)  # the flow Euler step counts a flow release is measured at
+
+
+def flow_figures(model: torch.nn.Module, resolution: int) -> dict[str, Any]:
+    """Notebook 10's figures of a flow model: the flow Euler sampler at FLOW_STEPS steps, {"euler_S": figures}."""
+    figures = {}
+    for steps in FLOW_STEPS:
+        sample = functools.partial(_flow_sample, model, steps)
+        figures[f"euler_{steps}"] = _sample_figures(sample, resolution)
+    return figures
+
+
+def _flow_sample(model: torch.nn.Module, steps: int, x_T: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return flow_euler_sample(model, x_T, num_steps=steps, progress=False)  # deterministic: g is not used
 
 
 def vae_figures(vae: torch.nn.Module) -> dict[str, float]:
@@ -109,6 +137,15 @@ def measure(name: str, points: int | None = None) -> dict[str, Any]:
             vae = type(trained.vae)(trained.vae.config)
             vae.load_state_dict(weights)
             return vae_figures(vae.eval())
+    elif kind in ("flow_shapes", "reflow_shapes"):
+        flow = released_flow(name, "cpu")
+        resolution = flow.model.config.resolution
+        figures = flow_figures(flow.model, resolution)
+
+        def at(weights: dict) -> dict:
+            model = type(flow.model)(flow.model.config)
+            model.load_state_dict(weights)
+            return flow_figures(model.eval(), resolution)
     else:
         text = released_text2img(name, "cpu")
         figures = text_figures(text.model, text)

@@ -31,13 +31,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlcourse import pretrained  # noqa: E402
+from dlcourse import pretrained, pretrained_flow  # noqa: E402
 from dlcourse.checkpoints import checkpoint_dir  # noqa: E402
 from dlcourse.recipes import RELEASES  # noqa: E402
 from dlcourse.releases import read_manifest, release_recipe, save_release  # noqa: E402
 
-ORDER = ("ddpm_shapes", "ddpm_shapes_eps_cosine", "ddpm_shapes_eps_linear", "vae_shapes", "text_shapes")
-BASE = {"text_shapes": "ddpm_shapes"}  # a release trained from another release's weights
+ORDER = ("ddpm_shapes", "ddpm_shapes_eps_cosine", "ddpm_shapes_eps_linear", "vae_shapes", "text_shapes", "flow_shapes",
+         "flow_shapes_logit_normal", "reflow_shapes")
+BASE = {"text_shapes": "ddpm_shapes", "reflow_shapes": "flow_shapes"}  # a release trained from another release
 
 
 def _folder(name: str) -> Path:
@@ -81,6 +82,11 @@ def _train_piece(name: str, until: int) -> Any:
         return pretrained.train_ddpm(recipe, "cpu", progress=False, until=until)
     if kind == "vae_shapes":
         return pretrained.train_vae(recipe, "cpu", progress=False, until=until)
+    if kind == "flow_shapes":
+        return pretrained_flow.train_flow(recipe, "cpu", progress=False, until=until)
+    if kind == "reflow_shapes":
+        base = pretrained_flow.released_flow(BASE[name], "cpu")
+        return pretrained_flow.train_reflow(recipe, base, "cpu", progress=False, until=until)
     base = pretrained.released_ddpm(BASE[name], "cpu")
     return pretrained.train_text2img(recipe, base, "cpu", progress=False, until=until)
 
