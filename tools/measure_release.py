@@ -76,7 +76,8 @@ def flow_figures(model: torch.nn.Module, resolution: int) -> dict[str, Any]:
 
 
 def _flow_sample(model: torch.nn.Module, steps: int, x_T: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return flow_euler_sample(model, x_T, num_steps=steps, progress=False)  # deterministic: g is not used
+    # deterministic (g is not used); clamped to the image range as shown (a flow sampler does not clip)
+    return flow_euler_sample(model, x_T, num_steps=steps, progress=False).clamp(-1, 1)
 
 
 def vae_figures(vae: torch.nn.Module) -> dict[str, float]:
