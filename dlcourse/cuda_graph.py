@@ -16,7 +16,7 @@ call. The recipe is the one in the PyTorch docs ("CUDA Graphs", whole-network ca
    cache_enabled=False: its weight-cast cache would hand the graph bf16 copies of the weights that are freed when
    the autocast context exits. Each graph gets its own memory pool (the default).
 4. Cache: capture costs a few eager forwards plus one synchronisation, so the result is cached per denoiser
-   and per (input shape, dtype, device, autocast dtype, what the denoiser reads: see below), at most
+   and per (input shape, dtype, device, autocast dtype, timestep dtype, what the denoiser reads: see below), at most
    ``MAX_GRAPHS_PER_DENOISER`` per denoiser (least recently used dropped). A steps x sampler table, or a widget
    moving the step count, captures once.
 5. Checked, and falling back loudly (:mod:`dlcourse.fast_path`): the last warm-up call runs with host syncs
@@ -95,7 +95,8 @@ def _autocast(device_type: str, dtype: torch.dtype) -> AbstractContextManager:
 class GraphedDenoiser:
     """``denoiser(x_t, t)`` captured in a CUDA graph, checked on its first call; see the module docstring.
 
-    ``graphed(x_t, t, eager)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int,
+    ``graphed(x_t, t, eager)``: x_t (B, C, H, W) with the shape, dtype and device it was captured for, t an int
+    (a float for a graph captured with timestep_dtype=torch.float32: the Euler and Heun solvers' fractional t),
     eager the eager per-step call (``make_denoiser(..., fast=False)``'s) that the first call checks the replay
     against and that runs instead after a fallback; returns the denoiser's output (B, C', H, W) in float32 (a
     fresh tensor, not the static buffer). Build it through :func:`graphed_denoiser`, which caches it. A module
@@ -103,7 +104,9 @@ class GraphedDenoiser:
     weakly). ``replay`` is None once it has fallen back to the eager call.
     """
 
-    def __init__(self, denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype):
+    def __init__(
+        self, denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype, timestep_dtype: torch.dtype = torch.long
+    ):
         if x.device.type != fast_path.graphs.device_type:
             raise ValueError(f"CUDA graphs need a CUDA tensor; x is on {x.device}. Use the eager path on a CPU.")
         self.device = x.device
@@ -112,7 +115,7 @@ class GraphedDenoiser:
         self.replay: Callable[[], Tensor] | None = None
         with torch.inference_mode(False), torch.no_grad():
             self.static_x = x.clone()  # ordinary tensors (created outside inference mode)
-            self.static_t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            self.static_t = torch.zeros(x.shape[0], dtype=timestep_dtype, device=x.device)
 
             def forward() -> Tensor:
                 with _autocast(x.device.type, autocast_dtype):
@@ -131,7 +134,7 @@ class GraphedDenoiser:
             except Exception as error:
                 fast_path.fall_back(WHAT, fast_path.capture_failed(error), self.device)
 
-    def __call__(self, x_t: Tensor, t: int, eager: Callable[[Tensor, int], Tensor]) -> Tensor:
+    def __call__(self, x_t: Tensor, t: int | float, eager: Callable[[Tensor, int | float], Tensor]) -> Tensor:
         if self.replay is None:
             return eager(x_t, t)
         if self.checked:
@@ -148,7 +151,7 @@ class GraphedDenoiser:
             fast_path.fall_back(WHAT, failure, self.device)
         return expected
 
-    def _replay(self, x_t: Tensor, t: int) -> Tensor:
+    def _replay(self, x_t: Tensor, t: int | float) -> Tensor:
         self.static_x.copy_(x_t)
         self.static_t.fill_(t)  # a kernel with t as its argument: no host->device copy
         return self.replay().clone()  # the next replay overwrites the static output
@@ -210,20 +213,25 @@ def _state(denoiser: Denoiser) -> tuple:
     return tuple(key)
 
 
-def _cache_key(denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype) -> tuple:
-    return (tuple(x.shape), x.dtype, x.device, autocast_dtype, _state(denoiser))
+def _cache_key(
+    denoiser: Denoiser, x: Tensor, autocast_dtype: torch.dtype, timestep_dtype: torch.dtype = torch.long
+) -> tuple:
+    return (tuple(x.shape), x.dtype, x.device, autocast_dtype, timestep_dtype, _state(denoiser))
 
 
-def graphed_denoiser(denoiser: Denoiser, x: Tensor, precision: Precision | None = None) -> GraphedDenoiser:
+def graphed_denoiser(
+    denoiser: Denoiser, x: Tensor, precision: Precision | None = None, timestep_dtype: torch.dtype = torch.long
+) -> GraphedDenoiser:
     """The cached :class:`GraphedDenoiser` for ``denoiser`` at x's shape, captured on first use.
 
-    denoiser: a model or a function called as ``denoiser(x_t, t)``, t a LongTensor (B,); x: (B, C, H, W) CUDA
-    tensor, an example input; precision: its autocast dtype is used inside the graph (None: fp32). A module
-    must be in eval mode. A denoiser that cannot be captured (it calls .item() or .cpu(), say) gives a
-    :class:`~dlcourse.fast_path.FastPathWarning` and a graphed denoiser that runs the eager call.
+    denoiser: a model or a function called as ``denoiser(x_t, t)``, t a (B,) tensor of timestep_dtype (torch.long,
+    or torch.float32 for fractional timesteps); x: (B, C, H, W) CUDA tensor, an example input; precision: its
+    autocast dtype is used inside the graph (None: fp32). A module must be in eval mode. A denoiser that cannot be
+    captured (it calls .item() or .cpu(), say) gives a :class:`~dlcourse.fast_path.FastPathWarning` and a graphed
+    denoiser that runs the eager call.
     """
     autocast_dtype = precision.dtype if precision is not None else torch.float32
-    key = _cache_key(denoiser, x, autocast_dtype)
+    key = _cache_key(denoiser, x, autocast_dtype, timestep_dtype)
     try:
         graphs = _graphs.setdefault(denoiser, OrderedDict())
     except TypeError:
@@ -235,7 +243,7 @@ def graphed_denoiser(denoiser: Denoiser, x: Tensor, precision: Precision | None 
     if key in graphs:
         graphs.move_to_end(key)
     else:
-        graphs[key] = GraphedDenoiser(denoiser, x, autocast_dtype)
+        graphs[key] = GraphedDenoiser(denoiser, x, autocast_dtype, timestep_dtype)
         while len(graphs) > MAX_GRAPHS_PER_DENOISER:
             graphs.popitem(last=False)  # least recently used; its memory pool goes with it
     return graphs[key]

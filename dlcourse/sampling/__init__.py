@@ -13,9 +13,12 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
    ``denoise(x_t, t)`` (a conditional model, classifier-free guidance), eager or replayed from a CUDA graph
    (:mod:`dlcourse.cuda_graph`);
 5. :mod:`~dlcourse.sampling.guidance`: classifier-free guidance as such a function, one forward of 2B;
-6. :mod:`~dlcourse.sampling.flow`: a flow model's samplers (Euler, Heun on dx/dt = v), the path it takes and
+6. :mod:`~dlcourse.sampling.sigmas`, :mod:`~dlcourse.sampling.solver_steps`, :mod:`~dlcourse.sampling.solvers`: the
+   same model's probability-flow ODE in sigma coordinates (DDIM is its Euler step) and higher-order solvers on it,
+   :func:`heun_sample` and :func:`dpm_solver_sample` (DPM-Solver++(2M)), equal to diffusers' schedulers;
+7. :mod:`~dlcourse.sampling.flow`: a flow model's samplers (Euler, Heun on dx/dt = v), the path it takes and
    how straight it is, and reflow's (noise, sample) pairs (notebook 10, flow matching);
-7. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
+8. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
    (notebook 06), the pieces above in a row.
 
 :mod:`~dlcourse.sampling.checks` and :mod:`~dlcourse.sampling.guidance_checks` hold the input checks. Conventions
@@ -39,21 +42,43 @@ from dlcourse.sampling.flow import (
 )
 from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
+from dlcourse.sampling.sigmas import (
+    SIGMA_KINDS,
+    SolverSigmas,
+    dpm_solver_sigmas,
+    euler_sigmas,
+    karras_sigmas,
+    sigma_to_t,
+    t_to_sigma,
+    to_ve,
+    to_vp,
+    vp_sigmas,
+)
+from dlcourse.sampling.solver_steps import dpm_solver_2m_step, euler_step, heun_step, probability_flow_euler_step
+from dlcourse.sampling.solvers import dpm_solver_sample, euler_sample, heun_sample
 from dlcourse.sampling.spacing import TIMESTEP_SPACINGS, timesteps
 from dlcourse.sampling.steps import FINAL_ALPHA_BAR, StepOutput, ddim_step, ddpm_step
 from dlcourse.sampling.text2img import generate
 
 __all__ = [
     "FINAL_ALPHA_BAR",
+    "SIGMA_KINDS",
     "TIMESTEP_SPACINGS",
     "Denoiser",
     "FlowTrajectory",
     "ReflowPairs",
+    "SolverSigmas",
     "StepOutput",
     "ddim_sample",
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "dpm_solver_2m_step",
+    "dpm_solver_sample",
+    "dpm_solver_sigmas",
+    "euler_sample",
+    "euler_sigmas",
+    "euler_step",
     "flow_euler_sample",
     "flow_euler_step",
     "flow_heun_sample",
@@ -63,9 +88,18 @@ __all__ = [
     "generate",
     "guidance_scale_from_w",
     "guided_denoiser",
+    "heun_sample",
+    "heun_step",
+    "karras_sigmas",
     "make_denoiser",
+    "probability_flow_euler_step",
     "reflow_pairs",
     "resolution_shift",
+    "sigma_to_t",
     "straightness",
+    "t_to_sigma",
     "timesteps",
+    "to_ve",
+    "to_vp",
+    "vp_sigmas",
 ]
