@@ -172,6 +172,24 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   "lr_ok": 1e-3, "lr_high": 1.0, "lr_batch": 16, "fp16_batch": 16, "lr_steps": 8, "n_show": 4,
                   "seed": 0},
     },
+    "10_flow_matching": {
+        # The chart samples n_eval images per point from the same noises at each NFE in nfes (network evaluations
+        # per image); reference_steps: the DDIM and flow Euler steps the targets compare with; dpm_steps:
+        # DPM-Solver++'s few-step point; few_steps: the t-distribution and shift comparisons; n_page, page_batch,
+        # hand_steps: the flow model trained on the page; straight_n paths of path_steps steps measure straightness;
+        # n_paths pixels are plotted.
+        "gpu": {"n_eval": 2000, "sample_batch": 1000, "nfes": (1, 2, 4, 8, 16, 32, 64), "reference_steps": 50,
+                "dpm_steps": 10, "few_steps": 8, "shifts": (1.0, 3.0), "n_page": 2000,
+                "page_batch": 64, "hand_steps": 200, "n_show": 8, "n_paths": 6, "path_steps": 32, "straight_n": 256,
+                "seed": 0},
+        "cpu": {"n_eval": 300, "sample_batch": 300, "nfes": (1, 2, 4, 8, 16, 32, 64), "reference_steps": 50,
+                "dpm_steps": 10, "few_steps": 8, "shifts": (1.0, 3.0), "n_page": 1000,
+                "page_batch": 16, "hand_steps": 100, "n_show": 8, "n_paths": 6, "path_steps": 32, "straight_n": 64,
+                "seed": 0},
+        "smoke": {"n_eval": 16, "sample_batch": 16, "nfes": (1, 2), "reference_steps": 2, "dpm_steps": 2,
+                  "few_steps": 2, "shifts": (1.0, 3.0), "n_page": 16, "page_batch": 4,
+                  "hand_steps": 2, "n_show": 2, "n_paths": 2, "path_steps": 2, "straight_n": 2, "seed": 0},
+    },
 }
 
 

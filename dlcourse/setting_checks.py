@@ -85,12 +85,14 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     # step counts and repetitions
     **dict.fromkeys(("steps", "hand_steps", "sample_steps", "few_steps", "prompt_steps", "num_steps", "class_steps",
                      "lora_steps", "db_steps", "lr_steps", "speed_steps", "spread_steps", "detector_steps",
-                     "timing_iters", "budget_s", "pair_steps"), _COUNT),
+                     "timing_iters", "budget_s", "pair_steps", "reference_steps", "dpm_steps", "path_steps",
+                     "nfes"), _COUNT),
     # counts of images, samples, prompts; batch sizes
     **dict.fromkeys(("n_train", "n_test", "n_eval", "n_small", "n_chain", "n_images", "n_show", "n_x0_error",
                      "n_interpolate", "n_scale", "n_psnr", "n_prompts", "per_prompt", "n_heldout_prompts",
                      "n_negative", "n_instance", "n_class", "n_drift", "n_latent", "detector_n_train",
-                     "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch", "n_pairs"), _COUNT),
+                     "batch_size", "sample_batch", "db_batch", "lr_batch", "fp16_batch", "n_pairs", "n_page",
+                     "page_batch", "n_paths", "straight_n"), _COUNT),
     **dict.fromkeys(("seed", "spread_seeds", "warmup_steps", "t_probe"), _INDEX),
     **dict.fromkeys(("lr", "lr_ti", "lr_lora", "lr_dreambooth", "db_lr", "lr_ok", "lr_high"), _LR),
     **dict.fromkeys(("p_name", "p_uncond"), _PROBABILITY),
@@ -98,6 +100,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     **dict.fromkeys(("ema_decay", "betas"), _DECAY),  # betas: Adam's (beta1, beta2), each a decay
     **dict.fromkeys(("kl_weight", "prior_weight", "guidance_scale", "guidance_scales", "scales"), _WEIGHT),
     "show_scale": _POSITIVE,
+    "shifts": _POSITIVE,  # SD3's resolution shift of the flow sampler's times; 1 is none
     "schedule": _refused_by(_schedule),
     "prediction_type": _refused_by(_prediction_type),
     "reconstruction": _refused_by(_reconstruction),
@@ -111,7 +114,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
 }
 
 # tuples that need an element
-_NON_EMPTY = ("channel_mults", "steps", "scales", "guidance_scales", "strengths", "spread_seeds")
+_NON_EMPTY = ("channel_mults", "steps", "scales", "guidance_scales", "strengths", "spread_seeds", "nfes", "shifts")
 _PAIRS = ("betas",)  # tuples of exactly two
 
 
