@@ -79,7 +79,8 @@ for name in "${@:-tests bench sd course}"; do
   for what in $name; do
     case $what in
       tests) stage tests $py -m pytest -o addopts="-p no:cacheprovider" -m gpu -v tests/test_models.py \
-               tests/test_sampling.py tests/test_shapes.py tests/test_training.py tests/test_sd.py
+               tests/test_sampling.py tests/test_solvers.py tests/test_flow.py tests/test_shapes.py tests/test_training.py \
+               tests/test_sd.py
              grep -E "passed|failed|error" "$work/tests.txt" | tail -1 >> "$summary" ;;
       bench) stage bench $py bench/diffusers_vs_dlcourse.py
              grep -E "^\|" "$work/bench.txt" >> "$summary" ;;
