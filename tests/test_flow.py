@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from test_training import assert_same  # recursive torch.equal over a checkpoint
 from torch import nn
 
 from dlcourse.checkpoints import CheckpointError, load_checkpoint
@@ -150,21 +151,6 @@ def test_a_flow_run_in_pieces_equals_the_whole_run_bit_for_bit(tmp_path, shapes1
     other = replace(loss, t_distribution="uniform" if loss.t_distribution == "logit_normal" else "logit_normal")
     with pytest.raises(CheckpointError, match="t_distribution"):
         train(model(), shapes16, None, replace(CONFIG, steps=12), loss_fn=other, checkpoint_path=whole, **QUIET)
-
-
-def assert_same(a, b, where: str) -> None:
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, where
 
 
 def test_reflow_trains_on_the_pairs_it_is_given(shapes16):
