@@ -143,8 +143,8 @@ def _pairs(
     resolution = base.recipe.resolution
     noise = torch.randn(recipe.n_pairs, 3, resolution, resolution, generator=torch.Generator().manual_seed(recipe.seed))
     samples = [
-        reflow_pairs(base.model, chunk.to(device), num_steps=recipe.pair_steps, solver=recipe.pair_solver,
-                     progress=progress).samples.cpu()
+        reflow_pairs(base.model, chunk.to(device), num_steps=recipe.pair_steps, spacing=recipe.pair_spacing,
+                     solver=recipe.pair_solver, progress=progress).samples.cpu()
         for chunk in noise.split(PAIR_BATCH)
     ]
     save_checkpoint({"noise": noise, "samples": torch.cat(samples)}, path)

@@ -88,14 +88,15 @@ RECIPES["flow_shapes"] = {
     for mode, recipe in RECIPES["ddpm_shapes"].items()
 }
 # Notebook 10's reflowed model (Liu et al. 2023, 2-rectified flow): n_pairs noises taken to images by the flow model
-# above (pair_solver, pair_steps), then that model trained on the fixed pairs for `steps` more steps.
+# above (pair_solver, pair_steps, pair_spacing: dlcourse.sampling.flow_sigmas), then that model trained on the fixed
+# pairs for `steps` more steps.
 RECIPES["reflow_shapes"] = {
-    "gpu": {"n_pairs": 50_000, "pair_solver": "heun", "pair_steps": 16, "steps": 4000, "batch_size": 128, "lr": 1e-4,
-            "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
-    "cpu": {"n_pairs": 10_000, "pair_solver": "heun", "pair_steps": 16, "steps": 2400, "batch_size": 32, "lr": 5e-4,
-            "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
-    "smoke": {"n_pairs": 16, "pair_solver": "heun", "pair_steps": 2, "steps": 4, "batch_size": 8, "lr": 5e-4,
-              "warmup_steps": 2, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+    "gpu": {"n_pairs": 50_000, "pair_solver": "heun", "pair_steps": 16, "pair_spacing": "uniform", "steps": 4000,
+            "batch_size": 128, "lr": 1e-4, "warmup_steps": 100, "lr_decay": "constant", "ema_decay": 0.999, "seed": 0},
+    "cpu": {"n_pairs": 10_000, "pair_solver": "heun", "pair_steps": 16, "pair_spacing": "uniform", "steps": 2400,
+            "batch_size": 32, "lr": 5e-4, "warmup_steps": 50, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
+    "smoke": {"n_pairs": 16, "pair_solver": "heun", "pair_steps": 2, "pair_spacing": "uniform", "steps": 4,
+              "batch_size": 8, "lr": 5e-4, "warmup_steps": 2, "lr_decay": "constant", "ema_decay": 0.995, "seed": 0},
 }
 
 # The released models (dlcourse/weights/, made by `make release-models` with tools/release_models.py): each is a recipe

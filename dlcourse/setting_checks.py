@@ -107,6 +107,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     "lr_decay": _needs("'constant' or 'cosine'", lambda v: v in ("constant", "cosine")),
     "t_distribution": _needs("'uniform' or 'logit_normal'", lambda v: v in ("uniform", "logit_normal")),
     "pair_solver": _needs("'euler' or 'heun'", lambda v: v in ("euler", "heun")),
+    "pair_spacing": _needs("'uniform' or 'diffusers'", lambda v: v in ("uniform", "diffusers")),
     "holdout": _refused_by(_caption),  # each a colour-shape pair, e.g. "red triangle"
     "model_id": _needs("a non-empty model id or folder, or None for the toy components",
                        lambda v: v is None or (isinstance(v, str) and v.strip() != "")),

@@ -179,10 +179,22 @@ def test_flow_sigmas_match_diffusers(shift, num_steps):
     diffusers = pytest.importorskip("diffusers")
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
     scheduler.set_timesteps(num_steps)
-    ours = flow_sigmas(num_steps, shift)
+    ours = flow_sigmas(num_steps, shift, spacing="diffusers")
     assert ours.dtype == torch.float32 and ours.shape == (num_steps + 1,)
     assert torch.equal(ours, scheduler.sigmas) and torch.equal(TIMESTEP_SCALE * ours[:-1], scheduler.timesteps)
     assert ours[0] == 1 and ours[-1] == 0 and (ours.diff() < 0).all()
+    uniform = flow_sigmas(num_steps, shift)  # the default differs (negative control) except for one step
+    assert num_steps == 1 or not torch.equal(uniform, scheduler.sigmas)
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_uniform_flow_sigmas_are_equal_steps_then_shifted(shift):
+    ts = flow_sigmas(4, shift)
+    assert ts.shape == (5,) and ts[0] == 1 and ts[-1] == 0
+    torch.testing.assert_close(ts.double(), resolution_shift(torch.linspace(1, 0, 5, dtype=torch.float64), shift))
+    # diffusers' times end at t = 1/1000 before 0: with two steps the second moves by a thousandth of the path
+    two = flow_sigmas(2, spacing="diffusers")
+    assert two[1] - two[2] < 2e-3 and torch.equal(flow_sigmas(2), torch.tensor([1.0, 0.5, 0.0]))
 
 
 def test_resolution_shift():
@@ -199,7 +211,7 @@ def test_flow_euler_step_matches_diffusers_step_for_step(shift):
     diffusers = pytest.importorskip("diffusers")
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
     scheduler.set_timesteps(10)
-    ts = flow_sigmas(10, shift).tolist()
+    ts = flow_sigmas(10, shift, spacing="diffusers").tolist()
     for i, timestep in enumerate(scheduler.timesteps):
         v, x = _randn(*SHAPE, seed=2 * i), _randn(*SHAPE, seed=2 * i + 1)
         theirs = scheduler.step(v, timestep, x).prev_sample
@@ -242,11 +254,13 @@ def test_flow_euler_sample_matches_the_diffusers_loop(shift):
     diffusers = pytest.importorskip("diffusers")
     model, noise = tiny_unet().eval(), _randn(*SHAPE, seed=7)
     theirs = _diffusers_loop(diffusers.FlowMatchEulerDiscreteScheduler(shift=shift), model, noise, 6)
-    ours = flow_euler_sample(model, noise, num_steps=6, shift=shift, progress=False)
+    ours = flow_euler_sample(model, noise, num_steps=6, shift=shift, spacing="diffusers", progress=False)
     assert torch.equal(ours, theirs)
-    # negative control: another shift is another loop, and the comparison sees it
-    other = flow_euler_sample(model, noise, num_steps=6, shift=4.0 - shift, progress=False)
+    # negative controls: another shift, or the course's uniform times, is another loop, and the comparison sees it
+    other = flow_euler_sample(model, noise, num_steps=6, shift=4.0 - shift, spacing="diffusers", progress=False)
     assert (other - theirs).abs().max() > 1e-3
+    uniform = flow_euler_sample(model, noise, num_steps=6, shift=shift, progress=False)
+    assert (uniform - theirs).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0])
@@ -256,7 +270,7 @@ def test_flow_heun_sample_matches_the_diffusers_loop(shift):
     theirs = _diffusers_loop(diffusers.FlowMatchHeunDiscreteScheduler(shift=shift), model, noise, 5)
     calls = []
     counted = lambda x, t: calls.append(1) or model(x, t)  # noqa: E731
-    ours = flow_heun_sample(counted, noise, num_steps=5, shift=shift, progress=False)
+    ours = flow_heun_sample(counted, noise, num_steps=5, shift=shift, spacing="diffusers", progress=False)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)  # diffusers divides and multiplies by t
     assert len(calls) == 2 * 5 - 1  # the last step, to t = 0, is an Euler step
     euler = flow_euler_sample(model, noise, num_steps=5, shift=shift, progress=False)
@@ -416,6 +430,7 @@ def _wrong_shape(x, t):
         (lambda n: flow_sigmas(0), ValueError, "flow_sigmas: num_steps must be an integer >= 1"),
         (lambda n: flow_sigmas(2.5), TypeError, "num_steps"),
         (lambda n: flow_sigmas(10, shift=0), ValueError, "shift must be a finite number > 0"),
+        (lambda n: flow_sigmas(10, spacing="linear"), ValueError, "spacing must be 'uniform'"),
         (lambda n: flow_sigmas(10, shift=float("inf")), ValueError, "shift"),
         (lambda n: resolution_shift(0.5, -1), ValueError, "resolution_shift: shift"),
         (lambda n: flow_euler_sample(tiny_unet(), n, num_steps=0), ValueError, "flow_euler_sample: num_steps"),

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from dlcourse import Shapes, ddpm_sample, settings
+from dlcourse.checkpoints import checkpoint_dir
 from dlcourse.metrics import evaluate_samples, load_feature_net, prompt_adherence, psnr
 from dlcourse.pretrained import TrainedDDPM, released_ddpm, released_text2img, shapes_vae
 from dlcourse.pretrained_flow import released_flow
@@ -28,7 +29,12 @@ from dlcourse.recipes import RELEASES
 from dlcourse.releases import load_release, read_manifest, release_recipe, save_release
 from dlcourse.sampling import flow_euler_sample, generate
 
-__all__ = ["measure"]
+__all__ = ["measure", "release_folder"]
+
+
+def release_folder(name: str) -> Path:
+    """Where the training run of release ``name`` keeps its snapshots and log: beside the data folder's checkpoints."""
+    return checkpoint_dir().parent / "releases" / name
 
 
 def _feature_net(resolution: int) -> Any:
@@ -116,7 +122,7 @@ def measure(name: str, points: int | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     kind = RELEASES[name]["recipe"]
     release = load_release(name)
-    snapshots = [path for path in sorted((Path("data") / "releases" / name).glob("step-*.safetensors"))
+    snapshots = [path for path in sorted(release_folder(name).glob("step-*.safetensors"))
                  if int(path.stem.split("-")[1]) < release.entry["steps"]]  # the last step's is the shipped one
     if points is not None and len(snapshots) > points:
         snapshots = [snapshots[round((i + 1) * len(snapshots) / points) - 1] for i in range(points)]
@@ -157,7 +163,7 @@ def measure(name: str, points: int | None = None) -> dict[str, Any]:
             model = copy.deepcopy(text.model)
             model.load_state_dict(weights)
             return text_figures(model.eval(), text, scales=(3.0,))
-    log_path = Path("data") / "releases" / name / "log.json"
+    log_path = release_folder(name) / "log.json"
     pieces = json.loads(log_path.read_text())["pieces"] if log_path.is_file() else []
 
     def seconds(step: int) -> float:  # training time up to this step, summed over the pieces that led to it

@@ -31,8 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from measure_release import measure, release_folder  # noqa: E402  (tools/ is this script's folder)
+
 from dlcourse import pretrained, pretrained_flow  # noqa: E402
-from dlcourse.checkpoints import checkpoint_dir  # noqa: E402
 from dlcourse.recipes import RELEASES  # noqa: E402
 from dlcourse.releases import read_manifest, release_recipe, save_release  # noqa: E402
 
@@ -41,12 +42,8 @@ ORDER = ("ddpm_shapes", "ddpm_shapes_eps_cosine", "ddpm_shapes_eps_linear", "vae
 BASE = {"text_shapes": "ddpm_shapes", "reflow_shapes": "flow_shapes"}  # a release trained from another release
 
 
-def _folder(name: str) -> Path:
-    return checkpoint_dir().parent / "releases" / name
-
-
 def _log(name: str) -> dict[str, Any]:
-    path = _folder(name) / "log.json"
+    path = release_folder(name) / "log.json"
     return json.loads(path.read_text()) if path.is_file() else {"pieces": []}
 
 
@@ -103,7 +100,7 @@ def train(name: str, pieces: int, stop: int | None) -> None:
     from safetensors.torch import save_file
 
     recipe = release_recipe(name)
-    folder = _folder(name)
+    folder = release_folder(name)
     folder.mkdir(parents=True, exist_ok=True)
     log = _log(name)
     marks = {max(1, recipe.steps * k // pieces) for k in range(1, pieces + 1)}
@@ -156,8 +153,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.command in ("train", "all"):
             train(name, args.pieces, args.until)
         if args.command in ("measure", "all"):
-            from measure_release import measure
-
             measure(name, args.points)
     print(f"done in {time.perf_counter() - start:.0f} s")
 

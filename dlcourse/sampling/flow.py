@@ -50,6 +50,7 @@ from dlcourse.training.flow_loss import TIMESTEP_SCALE
 
 __all__ = [
     "FLOW_SOLVERS",
+    "FLOW_SPACINGS",
     "FlowTrajectory",
     "ReflowPairs",
     "Velocity",
@@ -64,6 +65,7 @@ __all__ = [
     "straightness",
 ]
 
+FLOW_SPACINGS = ("uniform", "diffusers")  # which times a flow sampler visits: see flow_sigmas
 Velocity = Callable[[Tensor, Tensor], Tensor]  # velocity(x_t (B, C, H, W), 1000 t (B,) float) -> v (B, C, H, W)
 Callback = Callable[[int, float, Tensor, Tensor], None]  # callback(step_index, t, x_t, x0_pred)
 Time = float | Tensor
@@ -80,16 +82,22 @@ def resolution_shift(t: float | np.ndarray | Tensor, shift: float) -> float | np
     return shift * t / (1 + (shift - 1) * t)
 
 
-def flow_sigmas(num_steps: int, shift: float = 1.0) -> Tensor:
+def flow_sigmas(num_steps: int, shift: float = 1.0, spacing: str = "uniform") -> Tensor:
     """The times a flow sampler visits, from 1 down to 0: float32 (num_steps + 1,) on the CPU, the last one 0.
 
-    Built as diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(num_steps)`` builds its
-    ``sigmas``, bit for bit: num_steps times evenly spaced from t_max to t_min, each moved by
-    :func:`resolution_shift`, then 0. t_max and t_min are the ends of the scheduler's (shifted) training grid
-    1000/1000, ..., 1/1000: t_max = 1 and t_min = resolution_shift(1/1000, shift), so with shift != 1 the last
-    time before 0 is shifted twice, as in diffusers. The network sees 1000 t (diffusers' ``scheduler.timesteps``).
+    spacing: "uniform" (the course's default): num_steps equal steps 1, 1 - 1/N, ..., 0 (Liu et al. 2023's Euler
+    discretisation), each time moved by :func:`resolution_shift`. "diffusers": as diffusers'
+    ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(num_steps)`` builds its ``sigmas``, bit for bit:
+    num_steps times evenly spaced from t_max to t_min, each moved by :func:`resolution_shift`, then 0. t_max and t_min
+    are the ends of the scheduler's (shifted) training grid 1000/1000, ..., 1/1000: t_max = 1 and
+    t_min = resolution_shift(1/1000, shift), so with shift != 1 the last time before 0 is shifted twice, as in
+    diffusers; and the last step, from t_min to 0, moves the sample by a thousandth of the path: with 2 steps the
+    second is all but wasted (notebook 10 measures it). The network sees 1000 t (diffusers' ``scheduler.timesteps``).
     """
-    check_flow_sigmas_args(num_steps, shift)
+    check_flow_sigmas_args(num_steps, shift, spacing=spacing)
+    if spacing == "uniform":
+        t = np.linspace(1.0, 0.0, num_steps + 1)
+        return torch.from_numpy(resolution_shift(t, shift)).float()  # Esser et al. 2024, Sec. 5.3.2; 0 stays 0
     grid_ends = torch.tensor([TIMESTEP_SCALE, 1], dtype=torch.float32) / TIMESTEP_SCALE
     t_max, t_min = resolution_shift(grid_ends, shift).tolist()  # in float32, as the scheduler's __init__
     t = np.linspace(t_max * TIMESTEP_SCALE, t_min * TIMESTEP_SCALE, num_steps) / TIMESTEP_SCALE  # float64
@@ -151,6 +159,7 @@ def flow_euler_sample(
     *,
     num_steps: int,
     shift: float = 1.0,
+    spacing: str = "uniform",
     callback: Callback | None = None,
     precision: Precision | None = None,
     progress: bool = True,
@@ -168,8 +177,8 @@ def flow_euler_sample(
     Runs under torch.inference_mode. Returns x_0: (B, C, H, W) float32, an ordinary tensor.
     """
     check_flow_sampler_inputs("flow_euler_sample", velocity, noise, callback)
-    check_flow_sigmas_args(num_steps, shift, "flow_euler_sample")
-    ts = flow_sigmas(num_steps, shift).tolist()
+    check_flow_sigmas_args(num_steps, shift, "flow_euler_sample", spacing)
+    ts = flow_sigmas(num_steps, shift, spacing).tolist()
     with sampling_mode(velocity):
         x = noise.float()  # x_1 ~ N(0, I)
         v_at = _velocity_at(velocity, precision)
@@ -188,6 +197,7 @@ def flow_heun_sample(
     *,
     num_steps: int,
     shift: float = 1.0,
+    spacing: str = "uniform",
     callback: Callback | None = None,
     precision: Precision | None = None,
     progress: bool = True,
@@ -197,13 +207,13 @@ def flow_heun_sample(
     The same arguments as :func:`flow_euler_sample`. Each step takes an Euler step, evaluates the velocity where
     it landed and steps again from x_t with the mean of the two velocities (:func:`flow_heun_step`); the last step,
     to t = 0, stays an Euler step (Karras et al. 2022, Algorithm 1, line 6), so a run costs 2 num_steps - 1 network
-    evaluations. The loop equals diffusers' with ``FlowMatchHeunDiscreteScheduler(shift=shift)`` (to rounding: it
-    divides and multiplies by t where we do not). The callback is called once per step, with the first velocity's
-    x0_pred.
+    evaluations. With ``spacing="diffusers"`` the loop equals diffusers' with
+    ``FlowMatchHeunDiscreteScheduler(shift=shift)`` (to rounding: it divides and multiplies by t where we do not).
+    The callback is called once per step, with the first velocity's x0_pred.
     """
     check_flow_sampler_inputs("flow_heun_sample", velocity, noise, callback)
-    check_flow_sigmas_args(num_steps, shift, "flow_heun_sample")
-    ts = flow_sigmas(num_steps, shift).tolist()
+    check_flow_sigmas_args(num_steps, shift, "flow_heun_sample", spacing)
+    ts = flow_sigmas(num_steps, shift, spacing).tolist()
     with sampling_mode(velocity):
         x = noise.float()  # x_1 ~ N(0, I)
         v_at = _velocity_at(velocity, precision)
@@ -238,6 +248,7 @@ def flow_trajectory(
     *,
     num_steps: int,
     shift: float = 1.0,
+    spacing: str = "uniform",
     solver: str = "euler",
     precision: Precision | None = None,
     progress: bool = True,
@@ -250,10 +261,10 @@ def flow_trajectory(
     check_solver(solver, FLOW_SOLVERS, "flow_trajectory")
     xs: list[Tensor] = []
     sample = _SAMPLERS[solver](
-        velocity, noise, num_steps=num_steps, shift=shift, callback=lambda i, t, x_t, x0_pred: xs.append(x_t),
-        precision=precision, progress=progress,
+        velocity, noise, num_steps=num_steps, shift=shift, spacing=spacing,
+        callback=lambda i, t, x_t, x0_pred: xs.append(x_t), precision=precision, progress=progress,
     )  # fmt: skip
-    return FlowTrajectory(flow_sigmas(num_steps, shift), torch.stack([*xs, sample]))
+    return FlowTrajectory(flow_sigmas(num_steps, shift, spacing), torch.stack([*xs, sample]))
 
 
 def straightness(trajectory: FlowTrajectory) -> Tensor:
@@ -294,6 +305,7 @@ def reflow_pairs(
     *,
     num_steps: int,
     shift: float = 1.0,
+    spacing: str = "uniform",
     solver: str = "euler",
     precision: Precision | None = None,
     progress: bool = True,
@@ -313,6 +325,6 @@ def reflow_pairs(
     """
     check_solver(solver, FLOW_SOLVERS, "reflow_pairs")
     samples = _SAMPLERS[solver](
-        velocity, noise, num_steps=num_steps, shift=shift, precision=precision, progress=progress
+        velocity, noise, num_steps=num_steps, shift=shift, spacing=spacing, precision=precision, progress=progress
     )
     return ReflowPairs(noise.float(), samples)

@@ -25,8 +25,14 @@ __all__ = [
 _TIME_HELP = "Times run from 1 (pure noise) to 0 (the clean image); the network's timestep is 1000 t."
 
 
-def check_flow_sigmas_args(num_steps: Any, shift: Any, caller: str = "flow_sigmas") -> None:
-    """num_steps a positive integer; shift a finite number > 0 (1: no shift; SD3 uses 3 at 1024 px)."""
+def check_flow_sigmas_args(num_steps: Any, shift: Any, caller: str = "flow_sigmas", spacing: Any = "uniform") -> None:
+    """num_steps a positive integer; shift a finite number > 0 (1: no shift; SD3 uses 3 at 1024 px); spacing one of
+    "uniform" and "diffusers"."""
+    if spacing not in ("uniform", "diffusers"):
+        raise ValueError(
+            f"{caller}: spacing must be 'uniform' (equal steps from t = 1 to 0, the course's default) or 'diffusers' "
+            f"(FlowMatchEulerDiscreteScheduler's times, whose last step runs from t = 1/1000 to 0); got {spacing!r}."
+        )
     check_int(caller, "num_steps", num_steps, 1)
     check_number(
         caller, "shift", shift, 0, above=True,
