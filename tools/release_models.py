@@ -38,7 +38,7 @@ from dlcourse.recipes import RELEASES  # noqa: E402
 from dlcourse.releases import read_manifest, release_recipe, save_release  # noqa: E402
 
 ORDER = ("ddpm_shapes", "ddpm_shapes_eps_cosine", "ddpm_shapes_eps_linear", "vae_shapes", "text_shapes", "flow_shapes",
-         "flow_shapes_logit_normal", "reflow_shapes")
+         "flow_shapes_uniform", "reflow_shapes")
 BASE = {"text_shapes": "ddpm_shapes", "reflow_shapes": "flow_shapes"}  # a release trained from another release
 
 
