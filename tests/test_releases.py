@@ -60,7 +60,7 @@ def _trained_two_steps(name):
         return trained.model.state_dict(), trained.raw_model.state_dict(), trained.result
     if kind == "reflow_shapes":  # a few pairs of few steps: the architecture does not depend on them
         base = train_flow(release_recipe("flow_shapes"), "cpu", progress=False, until=1)
-        few = settings("reflow_shapes", "cpu", n_pairs=8, pair_steps=1)
+        few = settings("reflow_shapes", "cpu", n_pairs=32, pair_steps=1)  # one batch of pairs
         trained = train_reflow(few, base, "cpu", progress=False, until=2)
         return trained.model.state_dict(), trained.raw_model.state_dict(), trained.result
     base = train_ddpm(release_recipe("ddpm_shapes"), "cpu", progress=False, until=1)
