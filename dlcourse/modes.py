@@ -75,7 +75,6 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"n_eval": 16, "steps": (2, 4), "few_steps": 2, "sample_batch": 16, "n_show": 4, "n_interpolate": 3,
                   "seed": 0},
     },
-
     "05_latent_diffusion": {
         # One U-Net recipe for both sides of the pixel-vs-latent table (64x64x3 pixels, 16x16x4 latents), each trained
         # for budget_s seconds (steps = budget_s x the speed measured over speed_steps steps). n_train: images encoded

@@ -29,7 +29,7 @@ from dlcourse.pretrained import _loaded, _result
 from dlcourse.recipe_models import ddpm_train_config, ddpm_unet_config
 from dlcourse.releases import load_release, release_for, release_recipe
 from dlcourse.runtime import get_device
-from dlcourse.sampling.flow import reflow_pairs
+from dlcourse.sampling.flow_paths import reflow_pairs
 from dlcourse.training import FlowMatchingLoss, TrainResult, train
 
 __all__ = ["TrainedFlow", "released_flow", "shapes_flow", "shapes_reflow", "train_flow", "train_reflow"]

@@ -19,17 +19,14 @@ from dlcourse.data import Shapes
 from dlcourse.models import UNet, UNetConfig
 from dlcourse.sampling import guided_denoiser
 from dlcourse.sampling.flow import (
-    FlowTrajectory,
     flow_euler_sample,
     flow_euler_step,
     flow_heun_sample,
     flow_heun_step,
     flow_sigmas,
-    flow_trajectory,
-    reflow_pairs,
     resolution_shift,
-    straightness,
 )
+from dlcourse.sampling.flow_paths import FlowTrajectory, flow_trajectory, reflow_pairs, straightness
 from dlcourse.schedules import NoiseSchedule
 from dlcourse.training import TrainConfig, train
 from dlcourse.training.flow_loss import TIMESTEP_SCALE, FlowMatchingLoss

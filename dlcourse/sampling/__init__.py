@@ -16,8 +16,9 @@ notebooks/04_ddim_sampling.ipynb (DDIM, Song et al. 2021). Read the files in thi
 6. :mod:`~dlcourse.sampling.sigmas`, :mod:`~dlcourse.sampling.solver_steps`, :mod:`~dlcourse.sampling.solvers`: the
    same model's probability-flow ODE in sigma coordinates (DDIM is its Euler step) and higher-order solvers on it,
    :func:`heun_sample` and :func:`dpm_solver_sample` (DPM-Solver++(2M)), equal to diffusers' schedulers;
-7. :mod:`~dlcourse.sampling.flow`: a flow model's samplers (Euler, Heun on dx/dt = v), the path it takes and
-   how straight it is, and reflow's (noise, sample) pairs (notebook 10, flow matching);
+7. :mod:`~dlcourse.sampling.flow`: a flow model's samplers (Euler, Heun on dx/dt = v), and
+   :mod:`~dlcourse.sampling.flow_paths`: the path it takes, how straight it is, and reflow's (noise, sample) pairs
+   (notebook 10, flow matching);
 8. :mod:`~dlcourse.sampling.text2img`: :func:`generate`, prompts -> images with the course's text model
    (notebook 06), the pieces above in a row.
 
@@ -28,18 +29,14 @@ no clipping; latents are never clipped) or a (low, high) range, ``(-1, 1)`` for 
 
 from dlcourse.sampling.denoiser import Denoiser, make_denoiser
 from dlcourse.sampling.flow import (
-    FlowTrajectory,
-    ReflowPairs,
     flow_euler_sample,
     flow_euler_step,
     flow_heun_sample,
     flow_heun_step,
     flow_sigmas,
-    flow_trajectory,
-    reflow_pairs,
     resolution_shift,
-    straightness,
 )
+from dlcourse.sampling.flow_paths import FlowTrajectory, ReflowPairs, flow_trajectory, reflow_pairs, straightness
 from dlcourse.sampling.guidance import guidance_scale_from_w, guided_denoiser
 from dlcourse.sampling.samplers import ddim_sample, ddpm_sample
 from dlcourse.sampling.sigmas import (

@@ -2,8 +2,8 @@
 
 Each refuses a bad input with what was wrong and how to fix it, before any training time is spent. The data
 checks cost one host sync per tensor (its range and sum, which also go into the run's fingerprint); nothing
-here runs inside a training step. The checks of how a run is set up (fast path, pieces, trainable parameters) and
-of how it goes (the NaN check at log points) are in :mod:`dlcourse.training.run_checks`.
+here runs inside a training step. The checks of how a run is set up (fast path, pieces, trainable parameters, the
+extra loss terms given) and of how it goes (the NaN check at log points) are in :mod:`dlcourse.training.run_checks`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dlcourse.training.config import LossTerm, TrainConfig
 from dlcourse.training.flow_checks import check_flow_training
 from dlcourse.training.flow_loss import FlowMatchingLoss
 from dlcourse.training.loss import ddpm_loss
-from dlcourse.training.run_checks import checked_trainable
+from dlcourse.training.run_checks import check_extra_terms, checked_trainable
 
 __all__ = ["CheckedInputs", "check_inputs", "summary"]
 
@@ -80,7 +80,7 @@ def check_inputs(
         raise TypeError(f"encode must be a module or function mapping x0 to latents, got {type(encode).__name__}.")
     if data_range is not None and not (len(data_range) == 2 and data_range[0] < data_range[1]):
         raise ValueError(f"data_range must be a pair (low, high) with low < high, or None; got {data_range!r}.")
-    _check_extra_terms(extra_terms)
+    check_extra_terms(extra_terms)
     sources = [(data, config.batch_size, 1.0, "data")]
     sources += [
         (term.data, term.batch_size or config.batch_size, term.weight, f"extra_terms[{i}].data")
@@ -95,25 +95,10 @@ def check_inputs(
     if loss_fn is ddpm_loss:
         _check_model_takes(model, conditions, "the DDPM loss")
     if isinstance(loss_fn, FlowMatchingLoss):  # reflow's paired noise is read by the loss, not passed to the model
-        check_flow_training(loss_fn, schedule, conditions, config.p_uncond)
-        model_conditions = {name: value for name, value in conditions.items() if name != loss_fn.paired_noise}
+        model_conditions = check_flow_training(loss_fn, schedule, conditions, config.p_uncond)
         _check_model_takes(model, model_conditions, "the flow matching loss")
     nulls = _check_null_condition(null_condition, [examples for examples, *_ in checked], config.p_uncond)
     return CheckedInputs(checked, nulls, checked_trainable(model, trainable))
-
-
-def _check_extra_terms(extra_terms: Any) -> None:
-    """extra_terms: a list or tuple of LossTerm objects (possibly empty)."""
-    if isinstance(extra_terms, LossTerm | Mapping | str) or not isinstance(extra_terms, Sequence):
-        hint = " Wrap a single term in a list: extra_terms=[term]." if isinstance(extra_terms, LossTerm) else ""
-        raise TypeError(
-            f"extra_terms must be a list of LossTerm objects (empty for none), got {type(extra_terms).__name__}.{hint}"
-        )
-    for i, term in enumerate(extra_terms):
-        if not isinstance(term, LossTerm):
-            raise TypeError(
-                f"extra_terms[{i}] must be a LossTerm, not {type(term).__name__}: LossTerm(data=..., weight=...)."
-            )
 
 
 def _check_conditions_agree(sources: list[tuple[Examples, str]]) -> None:

@@ -53,18 +53,21 @@ def check_no_schedule(schedule: Any) -> None:
         )
 
 
-def check_flow_training(loss_fn: Any, schedule: Any, conditions: Mapping[str, Tensor], p_uncond: float) -> None:
+def check_flow_training(
+    loss_fn: Any, schedule: Any, conditions: Mapping[str, Tensor], p_uncond: float
+) -> dict[str, Tensor]:
     """train() with a FlowMatchingLoss, before the first step: no schedule; the paired noise (if any) in the data,
-    and no condition dropout, which would replace each dropped example's noise with the null condition's value."""
+    and no condition dropout, which would replace each dropped example's noise with the null condition's value.
+    Returns the conditions the model is called with: the data's, without the paired noise (the loss reads it)."""
     check_no_schedule(schedule)
     key = loss_fn.paired_noise
     if key is None:
-        return
+        return dict(conditions)
     if key not in conditions:
         raise ValueError(
             f"FlowMatchingLoss(paired_noise={key!r}) reads each example's noise from the data entry {key!r}, but the "
             f"data has {sorted(conditions) or 'no entries besides x0'}. Pass the reflow pairs as data={{'x0': samples, "
-            f"{key!r}: noise}} (see dlcourse.sampling.flow.reflow_pairs)."
+            f"{key!r}: noise}} (see dlcourse.sampling.flow_paths.reflow_pairs)."
         )
     if p_uncond > 0:
         raise ValueError(
@@ -72,6 +75,7 @@ def check_flow_training(loss_fn: Any, schedule: Any, conditions: Mapping[str, Te
             f"together with its conditions, breaking the (noise, sample) pairs reflow trains on. Train the reflow "
             f"model with p_uncond=0."
         )
+    return {name: value for name, value in conditions.items() if name != key}
 
 
 def check_flow_loss_call(

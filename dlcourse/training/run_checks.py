@@ -1,13 +1,14 @@
 """The checks of how a :func:`~dlcourse.training.train` run is set up and how it goes: the fast path's device, a
-run trained in pieces (``until``), the subset of parameters to train, and the NaN check at log points.
+run trained in pieces (``until``), the subset of parameters to train, the extra loss terms given, and the NaN check at
+log points.
 
-The checks of the data, the model's inputs and the loss terms are in :mod:`dlcourse.training.checks`.
+The checks of the data, the model's inputs and the loss are in :mod:`dlcourse.training.checks`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,17 @@ import torch
 from torch import Tensor, nn
 
 from dlcourse import fast_path
-from dlcourse.training.config import TrainConfig
+from dlcourse.training.config import LossTerm, TrainConfig
 
-__all__ = ["TrainingDiverged", "check_fast", "check_finite", "check_train_only", "check_until", "checked_trainable"]
+__all__ = [
+    "TrainingDiverged",
+    "check_extra_terms",
+    "check_fast",
+    "check_finite",
+    "check_train_only",
+    "check_until",
+    "checked_trainable",
+]
 
 
 def check_fast(device: torch.device, world_size: int) -> None:
@@ -138,3 +147,17 @@ def check_finite(losses: list[float], first_step: int, checkpoint_path: str | Pa
         step=first_step + bad + 1,
         finite_losses=losses[:bad],
     )
+
+
+def check_extra_terms(extra_terms: Any) -> None:
+    """``train(extra_terms=...)``: a list or tuple of LossTerm objects (possibly empty)."""
+    if isinstance(extra_terms, LossTerm | Mapping | str) or not isinstance(extra_terms, Sequence):
+        hint = " Wrap a single term in a list: extra_terms=[term]." if isinstance(extra_terms, LossTerm) else ""
+        raise TypeError(
+            f"extra_terms must be a list of LossTerm objects (empty for none), got {type(extra_terms).__name__}.{hint}"
+        )
+    for i, term in enumerate(extra_terms):
+        if not isinstance(term, LossTerm):
+            raise TypeError(
+                f"extra_terms[{i}] must be a LossTerm, not {type(term).__name__}: LossTerm(data=..., weight=...)."
+            )
